@@ -1,0 +1,100 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { loadConfig, resolveConfigPath } from '../config/load';
+import type { Config } from '../config/schema';
+import { configSchema } from '../config/schema';
+import { z } from 'zod';
+import { ForwarderError } from '../errors';
+import { Forwarder } from '../forwarder';
+import { createLogger } from '../observability/logger';
+
+const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as {
+  version: string;
+};
+
+/** Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration. */
+const EXIT_CONFIG = 2;
+
+function readConfig(flag: string | undefined): Config {
+  const file = resolveConfigPath(flag);
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ForwarderError) {
+      // A config problem is the user's to fix: the message names it; a stack trace would not help.
+      process.stderr.write(`forwarder: ${file}: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+}
+
+async function run(opts: { config?: string }): Promise<void> {
+  const cfg = readConfig(opts.config);
+  // librdkafka's connect, flush and metadata calls each hold a libuv pool thread shared by all
+  // workers (default 4). It must be sized before the first asynchronous call creates the pool.
+  process.env['UV_THREADPOOL_SIZE'] ??= String(Math.max(4, cfg.dispatch.workers * 2 + 2));
+  const log = createLogger(cfg.log_level, { name: 'forwarder' });
+  const forwarder = new Forwarder(cfg, log);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      log.warn({ signal }, 'already stopping; shutdown is bounded by shutdown_timeout_ms');
+      return;
+    }
+    log.info({ signal }, 'signal received');
+    forwarder.stop().then(
+      (drained) => {
+        log.flush();
+        process.exitCode = 0;
+        if (!drained) log.warn('stopped before every message was confirmed');
+        // Everything is closed; nothing should keep the loop alive, but never hang on exit.
+        setTimeout(() => process.exit(0), 1_000).unref();
+      },
+      (err: unknown) => {
+        log.fatal({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  forwarder.start();
+}
+
+export function main(argv: readonly string[]): void {
+  const program = new Command();
+  program
+    .name('forwarder')
+    .description('Forwards MQTT messages to Apache Kafka by topic mappings, at least once.')
+    .version(pkg.version)
+    .option('-c, --config <file>', 'config file (default: $CONFIG_FILE, else ./config.yaml)')
+    .action((opts: { config?: string }) => run(opts));
+  program
+    .command('run')
+    .description('run the forwarder (the default command)')
+    .option('-c, --config <file>', 'config file (default: $CONFIG_FILE, else ./config.yaml)')
+    .action((opts: { config?: string }) => run({ config: opts.config ?? program.opts<{ config?: string }>().config }));
+  program
+    .command('check-config')
+    .description('validate the config file without connecting to any broker')
+    .option('-c, --config <file>', 'config file (default: $CONFIG_FILE, else ./config.yaml)')
+    .action((opts: { config?: string }) => {
+      const flag = opts.config ?? program.opts<{ config?: string }>().config;
+      const cfg = readConfig(flag);
+      process.stdout.write(
+        `${resolveConfigPath(flag)}: ok (${cfg.forwarding.length} mapping${cfg.forwarding.length === 1 ? '' : 's'})\n`,
+      );
+    });
+  program
+    .command('schema')
+    .description('print the JSON Schema of the config file')
+    .action(() => {
+      process.stdout.write(`${JSON.stringify(z.toJSONSchema(configSchema, { io: 'input' }), null, 2)}\n`);
+    });
+  program.parseAsync([...argv]).catch((err: unknown) => {
+    process.stderr.write(`forwarder: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,359 @@
+import { z } from 'zod';
+import { KAFKA_PROPERTY_ALIASES, isAcksAll, isKafkaTrue, userAcks } from './kafka';
+import { KAFKA_TOPIC_JSON_SCHEMA, kafkaTopicProblem, topicFilterProblem } from './topic-rules';
+
+// setTimeout fires at once for delays above this, so no millisecond setting may exceed it.
+const MAX_TIMER_MS = 2_147_483_647;
+const UINT32_MAX = 4_294_967_295;
+
+const port = (def: number, what: string) =>
+  z.int().min(1).max(65535).default(def).describe(`TCP port of ${what}.`);
+
+const millis = (min: number, def: number, description: string) =>
+  z.int().min(min).max(MAX_TIMER_MS).default(def).describe(description);
+
+function checked(problem: (value: string) => string | undefined) {
+  return (value: string, ctx: z.RefinementCtx<string>): void => {
+    const message = problem(value);
+    if (message !== undefined) ctx.addIssue({ code: 'custom', message });
+  };
+}
+
+const tlsSchema = z
+  .strictObject({
+    ca_cert: z
+      .string()
+      .min(1)
+      .describe(
+        'Path to the PEM-encoded CA certificate the broker certificate is verified against.',
+      ),
+    client_cert: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Path to a PEM-encoded client certificate for mutual TLS. Requires client_key.'),
+    client_key: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Path to the PEM-encoded private key of client_cert. Requires client_cert.'),
+    verify_hostname: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Check that the broker certificate was issued for mqtt.host. Only turn this off for test setups: it lets anyone with a certificate from the same CA impersonate the broker.',
+      ),
+  })
+  .optional()
+  .describe('Connect to the broker over TLS. Absent: plain TCP.');
+
+const credentialsSchema = z
+  .strictObject({
+    username: z.string().describe('User name sent in CONNECT.'),
+    password: z
+      .string()
+      .describe('Password sent in CONNECT. Use `${ENV_VAR}` to keep it out of the file.'),
+  })
+  .optional()
+  .describe('User name and password authentication. Absent: connect without credentials.');
+
+const mqttSchema = z
+  .strictObject({
+    host: z
+      .string()
+      .min(1)
+      .default('localhost')
+      .describe('Host name or IP address of the MQTT broker.'),
+    port: port(1883, 'the MQTT broker'),
+    client_id: z
+      .string()
+      .default('')
+      .describe(
+        'MQTT client id. Empty: a clean session (the broker forgets the subscriptions and queued messages when the forwarder disconnects). Set: a persistent session, so messages published while the forwarder was down are delivered after it reconnects. Must be unique per broker.',
+      ),
+    protocol_version: z
+      .literal([5, '3.1.1', 4, '4', '5'], {
+        error: (issue) =>
+          `must be 5 (MQTT 5) or '3.1.1' (MQTT 3.1.1, also written 4)` +
+          (issue.input === 3.1
+            ? ` (got the number 3.1: MQTT 3.1 is not supported; write '3.1.1')`
+            : ` (got ${JSON.stringify(issue.input) ?? 'nothing'})`),
+      })
+      .default(5)
+      .transform((v): 4 | 5 => (v === 5 || v === '5' ? 5 : 4))
+      .describe(
+        "MQTT protocol version: 5, or '3.1.1' (4 is accepted as its protocol level). Read as the number 4 or 5.",
+      ),
+    keepalive_s: z
+      .int()
+      .min(0)
+      .max(65535)
+      .default(30)
+      .describe('Keep-alive interval in seconds; 0 turns keep-alive off.'),
+    session_expiry_s: z
+      .int()
+      .min(0)
+      .max(UINT32_MAX)
+      .default(UINT32_MAX)
+      .describe(
+        `MQTT 5 only: how long the broker keeps a persistent session (client_id set) after a disconnect. ${UINT32_MAX} means it never expires, which matches the MQTT 3.1.1 persistent session of the reference service. Ignored with MQTT 3.1.1.`,
+      ),
+    connect_timeout_ms: millis(1, 10000, 'How long one connection attempt to the broker may take.'),
+    // A floor of 1 because a backoff that doubles from 0 stays 0: a reconnect busy loop.
+    reconnect_min_ms: millis(
+      1,
+      500,
+      'Delay before the first reconnect attempt after a lost connection; it doubles per failed attempt.',
+    ),
+    reconnect_max_ms: millis(
+      1,
+      30000,
+      'Upper bound of the reconnect delay. Must be at least reconnect_min_ms.',
+    ),
+    inflight_window: z
+      .int()
+      .min(1)
+      .max(65535)
+      .default(1000)
+      .describe(
+        'Most messages received but not yet acknowledged (waiting for Kafka) per connection. When the window is full the forwarder stops reading from the broker. With MQTT 5 it is also sent as receive-maximum.',
+      ),
+    tls: tlsSchema,
+    credentials: credentialsSchema,
+  })
+  .prefault({})
+  .describe('Connection to the MQTT broker.');
+
+const kafkaSchema = z
+  .strictObject({
+    bootstrap_server: z
+      .string()
+      .min(1)
+      .default('localhost')
+      .describe('Host name or IP address of a Kafka broker to bootstrap from.'),
+    port: port(9092, 'the Kafka bootstrap broker'),
+    config: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+      .default({})
+      .describe(
+        'librdkafka producer properties, passed through (see librdkafka CONFIGURATION.md): `security.protocol`, `ssl.*`, `sasl.*`, `compression.type`, `linger.ms`, ... Topic-level properties such as `acks` and `message.timeout.ms` are routed to the topic configuration. Unless set here: `bootstrap.servers` is `bootstrap_server:port`, `acks` is `all`, and `enable.idempotence` is `true` (when `acks` is `all`).',
+      ),
+  })
+  .prefault({})
+  .describe('Connection to Kafka and producer settings.');
+
+const mappingSchema = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .describe('Name of the mapping, unique in the list; used in logs and metrics.'),
+  mqtt: z
+    .strictObject({
+      topic: z
+        .string()
+        .meta({ minLength: 1 })
+        .superRefine(checked(topicFilterProblem))
+        .describe("MQTT topic filter to subscribe to; may use the wildcards '+' and '#'."),
+      qos: z
+        .literal([0, 1, 2])
+        .default(2)
+        .describe(
+          'QoS of the subscription: the highest QoS the broker uses to deliver. Messages are forwarded at least once only with QoS 1 and 2.',
+        ),
+    })
+    .describe('Where the messages come from.'),
+  kafka: z
+    .strictObject({
+      topic: z
+        .string()
+        .meta(KAFKA_TOPIC_JSON_SCHEMA)
+        .superRefine(checked(kafkaTopicProblem))
+        .describe('Kafka topic the messages are produced to.'),
+    })
+    .describe('Where the messages go.'),
+  wrap_as_json: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Wrap each payload as `{"topic":"<mqtt topic>","payload":"<base64 of the payload>"}` to keep the MQTT topic. Otherwise the raw payload is forwarded.',
+    ),
+});
+
+const dispatchSchema = z
+  .strictObject({
+    workers: z
+      .int()
+      .min(0)
+      .max(64)
+      .default(1)
+      .describe('Kafka producer worker threads. 0: the producer runs on the main thread.'),
+    batch_size: z
+      .int()
+      .min(1)
+      .max(10000)
+      .default(1000)
+      .describe('Most records in one batch handed to a worker.'),
+    linger_ms: z
+      .number()
+      .min(0)
+      .max(1000)
+      .default(1)
+      .describe('Longest time a batch that is not full waits for more records before it is sent.'),
+    batches_per_worker: z
+      .int()
+      .min(1)
+      .max(64)
+      .default(4)
+      .describe('Batches in flight per worker at the same time.'),
+    max_inflight_bytes: z
+      .int()
+      .min(1024)
+      .max(Number.MAX_SAFE_INTEGER)
+      .default(64 * 1024 * 1024)
+      .describe(
+        'Most payload bytes received but not yet acknowledged. Together with mqtt.inflight_window this bounds memory: when either is reached the forwarder stops reading from the broker.',
+      ),
+    kafka_connect_timeout_ms: millis(
+      1,
+      5000,
+      'How long one connect attempt of a Kafka producer may take; failed attempts are retried with backoff. Kept short because shutdown waits for a pending connect.',
+    ),
+  })
+  .prefault({})
+  .describe('How records are batched and handed to the Kafka producers.');
+
+/**
+ * Rules that involve more than one field, stated once so docs/CONFIG.md can list them.
+ * `validateRules` below enforces them.
+ */
+export const CONFIG_RULES: readonly string[] = [
+  '`mqtt.tls.client_cert` and `mqtt.tls.client_key` are set together or not at all.',
+  '`mqtt.reconnect_min_ms` is at most `mqtt.reconnect_max_ms`.',
+  'Every `forwarding[].name` is unique.',
+  '`kafka.config`: `enable.idempotence=true` requires `acks=all`.',
+  `\`kafka.config\`: each of ${KAFKA_PROPERTY_ALIASES.map(([a, b]) => `\`${a}\`/\`${b}\``).join(', ')} name the same property; set at most one of each pair.`,
+  '`kafka.config`: `delivery.report.only.error` must not be `true`, and `dr_cb`/`dr_msg_cb` must not be set: MQTT messages are acknowledged on Kafka delivery reports.',
+];
+
+type Report = (path: readonly PropertyKey[], message: string) => void;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Enforces CONFIG_RULES. It also runs when other fields failed (so all problems are reported at
+ * once), which is why it reads its input defensively instead of trusting the output type.
+ */
+function validateRules(cfg: unknown, report: Report): void {
+  if (!isRecord(cfg)) return;
+
+  const mqtt = cfg['mqtt'];
+  if (isRecord(mqtt)) {
+    const tls = mqtt['tls'];
+    if (isRecord(tls)) {
+      const hasCert = tls['client_cert'] !== undefined;
+      const hasKey = tls['client_key'] !== undefined;
+      if (hasCert && !hasKey) {
+        report(
+          ['mqtt', 'tls', 'client_cert'],
+          'client_cert requires client_key (mutual TLS needs both)',
+        );
+      }
+      if (hasKey && !hasCert) {
+        report(
+          ['mqtt', 'tls', 'client_key'],
+          'client_key requires client_cert (mutual TLS needs both)',
+        );
+      }
+    }
+    const min = mqtt['reconnect_min_ms'];
+    const max = mqtt['reconnect_max_ms'];
+    if (typeof min === 'number' && typeof max === 'number' && min > max) {
+      report(
+        ['mqtt', 'reconnect_min_ms'],
+        `reconnect_min_ms must not exceed reconnect_max_ms (got ${min} > ${max})`,
+      );
+    }
+  }
+
+  const forwarding = cfg['forwarding'];
+  if (Array.isArray(forwarding)) {
+    const firstUse = new Map<string, number>();
+    forwarding.forEach((mapping: unknown, i) => {
+      const name = isRecord(mapping) ? mapping['name'] : undefined;
+      if (typeof name !== 'string') return;
+      const first = firstUse.get(name);
+      if (first === undefined) firstUse.set(name, i);
+      else {
+        report(
+          ['forwarding', i, 'name'],
+          `duplicate mapping name ${JSON.stringify(name)} (first used at forwarding[${first}])`,
+        );
+      }
+    });
+  }
+
+  const kafka = cfg['kafka'];
+  const props = isRecord(kafka) ? kafka['config'] : undefined;
+  if (isRecord(props)) {
+    const configPath = ['kafka', 'config'];
+    const acks = userAcks(props);
+    if (props['enable.idempotence'] !== undefined && isKafkaTrue(props['enable.idempotence'])) {
+      if (acks !== undefined && !isAcksAll(acks)) {
+        report(configPath, `enable.idempotence=true requires acks=all (got acks=${String(acks)})`);
+      }
+    }
+    for (const [a, b] of KAFKA_PROPERTY_ALIASES) {
+      if (props[a] !== undefined && props[b] !== undefined) {
+        report(configPath, `${a} and ${b} are two names of one property; set only one`);
+      }
+    }
+    const onlyError = props['delivery.report.only.error'];
+    if (onlyError !== undefined && isKafkaTrue(onlyError)) {
+      report(
+        [...configPath, 'delivery.report.only.error'],
+        'must not be true: MQTT messages are acknowledged when Kafka reports their delivery, so without success reports nothing would ever be acknowledged',
+      );
+    }
+    for (const key of ['dr_cb', 'dr_msg_cb']) {
+      if (props[key] !== undefined) {
+        report(
+          [...configPath, key],
+          'is managed by the forwarder (delivery reports drive MQTT acknowledgements); remove it',
+        );
+      }
+    }
+  }
+}
+
+export const configSchema = z
+  .strictObject({
+    mqtt: mqttSchema,
+    kafka: kafkaSchema,
+    forwarding: z
+      .array(mappingSchema)
+      .min(1)
+      .describe('Topic mappings: each MQTT topic filter and the Kafka topic its messages go to.'),
+    dispatch: dispatchSchema,
+    log_level: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info')
+      .describe('Least severe log level written.'),
+    shutdown_timeout_ms: millis(
+      0,
+      10000,
+      'On SIGTERM/SIGINT: how long to wait for outstanding Kafka deliveries before exiting anyway. Messages not yet acknowledged are redelivered by the broker (QoS 1/2 with a persistent session).',
+    ),
+  })
+  .superRefine(
+    (cfg, ctx) =>
+      validateRules(cfg, (path, message) =>
+        ctx.addIssue({ code: 'custom', path: [...path], message }),
+      ),
+    { when: () => true },
+  );
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type Mapping = Config['forwarding'][number];

@@ -1,0 +1,110 @@
+/**
+ * The in-flight window: every message received from MQTT, in receive order, until all of its
+ * Kafka deliveries are confirmed. Acks are released as a checkpoint — the longest confirmed
+ * prefix — so the broker sees PUBACK/PUBREC strictly in receive order, and only for messages
+ * Kafka has. The window is the forwarder's one memory bound: when it holds `maxMessages`
+ * messages or `maxBytes` payload bytes, the source stops reading the socket.
+ */
+
+export interface WindowEntry {
+  readonly seq: number;
+  /** Kafka deliveries still outstanding; 0 means the message may be acknowledged. */
+  pending: number;
+  readonly qos: 0 | 1 | 2;
+  /** MQTT packet id (QoS 1/2). */
+  readonly messageId: number;
+  /** Connection generation the message arrived on; acks are only valid on that connection. */
+  readonly conn: number;
+  readonly bytes: number;
+}
+
+export type ReleaseHandler = (released: readonly WindowEntry[]) => void;
+
+export class InflightWindow {
+  private entries: WindowEntry[] = [];
+  private head = 0;
+  private nextSeq = 0;
+  private heldBytes = 0;
+  private closed = false;
+  private readonly waiters: (() => void)[] = [];
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly maxMessages: number,
+    readonly maxBytes: number,
+    private readonly onRelease: ReleaseHandler,
+  ) {}
+
+  get size(): number {
+    return this.entries.length - this.head;
+  }
+
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  get hasRoom(): boolean {
+    return !this.closed && this.size < this.maxMessages && this.heldBytes < this.maxBytes;
+  }
+
+  /** Records a received message. Call `whenRoom` afterwards before reading the next one. */
+  admit(qos: 0 | 1 | 2, messageId: number, conn: number, bytes: number, targets: number): WindowEntry {
+    const entry: WindowEntry = { seq: this.nextSeq++, pending: targets, qos, messageId, conn, bytes };
+    this.entries.push(entry);
+    this.heldBytes += bytes;
+    if (targets === 0) this.release();
+    return entry;
+  }
+
+  /** One delivery of `entry` is confirmed (or finally settled by an error policy). */
+  confirm(entry: WindowEntry): void {
+    if (entry.pending <= 0) throw new RangeError(`message ${entry.seq} confirmed more often than it was sent`);
+    entry.pending--;
+    if (entry.pending === 0 && this.entries[this.head] === entry) this.release();
+  }
+
+  /**
+   * Runs `next` now if there is room, otherwise once there is. The caller passes the function
+   * that lets the MQTT client read its next packet, so a full window stops reading — it never
+   * drops. After close() the functions are never run.
+   */
+  whenRoom(next: () => void): void {
+    if (this.hasRoom) next();
+    else this.waiters.push(next);
+  }
+
+  /** Stop admitting (shutdown): queued and future `whenRoom` callbacks are held for good. */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Resolves once every admitted message was released. */
+  drained(): Promise<void> {
+    if (this.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private release(): void {
+    const released: WindowEntry[] = [];
+    while (this.head < this.entries.length) {
+      const e = this.entries[this.head]!;
+      if (e.pending > 0) break;
+      released.push(e);
+      this.heldBytes -= e.bytes;
+      this.head++;
+    }
+    if (released.length === 0) return;
+    // Compact lazily: shifting per message would make release O(n²) under a large window.
+    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+    this.onRelease(released);
+    while (this.waiters.length > 0 && this.hasRoom) this.waiters.shift()!();
+    if (this.size === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The only module that touches mqtt.js internals. It makes mqtt.js (pinned to 5.16.0) defer
+ * PUBACK/PUBREC without blocking its reader:
+ *
+ * - mqtt.js handles one packet at a time and only reads the next once the current PUBLISH's ack
+ *   was written. Deferring through the public `customHandleAcks` hook therefore allows one
+ *   message in flight (measured: 183 msg/s at 5 ms per ack), and it only works for MQTT 5.
+ * - So the client's own PUBACK/PUBREC writes are swallowed in `_sendPacket`, mqtt.js is told
+ *   the ack went out (it reads on), and the forwarder writes the acks itself once Kafka has the
+ *   messages, in receive order, corked into one socket write.
+ * - QoS 2 is gated at PUBREC: after PUBREC the broker only re-sends PUBREL, so a PUBREC sent
+ *   before Kafka confirmed would lose the message on a crash. mqtt.js emits 'message' for QoS 2
+ *   only at PUBREL, hence messages are taken from 'packetreceive' (PUBLISH, every QoS).
+ * - Reading stops by withholding mqtt.js's continuation callback (QoS 0 in `handleMessage`,
+ *   the public backpressure hook; QoS 1/2 where the ack would have been written).
+ * - mqtt.js enforces its advertised receive-maximum on unreleased QoS 2 ids and drops the
+ *   connection beyond it; mosquitto 2.0.11 overshoots it under backlog (DESIGN.md). The
+ *   forwarder's window is the real bound, so that check is relaxed.
+ *
+ * test/integration/ack-gate-contract.test.ts fails loudly if a mqtt.js upgrade changes any of it.
+ */
+import type { IPublishPacket, MqttClient } from 'mqtt';
+import { MqttInternalsError } from '../errors';
+
+export interface AckGateHooks {
+  /** Every PUBLISH, in receive order, before mqtt.js handles it; `conn` is the connection generation. */
+  onPublish(packet: IPublishPacket, conn: number): void;
+  /** Call `next` when the client may go on reading (now, or once the window has room). */
+  admit(next: () => void): void;
+}
+
+export interface AckToSend {
+  readonly qos: 0 | 1 | 2;
+  readonly messageId: number;
+  readonly conn: number;
+}
+
+type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, ...rest: unknown[]) => void;
+
+interface ClientInternals {
+  _sendPacket: SendPacket;
+  _trackIncomingQoS2Publish: (messageId: number, done: () => void, pump?: unknown) => boolean;
+  _incomingQoS2Ids: Set<number>;
+  handleMessage: (packet: IPublishPacket, cb: (err?: Error) => void) => void;
+  stream?: NodeJS.WritableStream & { cork(): void; uncork(): void };
+}
+
+export const PINNED_MQTT_VERSION = '5.16.0';
+
+export class AckGate {
+  private conn = 0;
+  private readonly send: SendPacket;
+
+  constructor(
+    private readonly client: MqttClient,
+    hooks: AckGateHooks,
+  ) {
+    const c = client as unknown as ClientInternals;
+    for (const name of ['_sendPacket', '_trackIncomingQoS2Publish', 'handleMessage'] as const) {
+      if (typeof c[name] !== 'function') {
+        throw new MqttInternalsError(
+          `mqtt.js has no ${name}(); the ack gate needs mqtt ${PINNED_MQTT_VERSION} exactly`,
+        );
+      }
+    }
+    if (!(c._incomingQoS2Ids instanceof Set)) {
+      throw new MqttInternalsError(`mqtt.js has no _incomingQoS2Ids set; need mqtt ${PINNED_MQTT_VERSION}`);
+    }
+    this.send = c._sendPacket.bind(client);
+
+    // 'connect' is emitted while the CONNACK is handled, before any PUBLISH of that connection.
+    client.on('connect', () => {
+      this.conn++;
+    });
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'publish') hooks.onPublish(packet, this.conn);
+    });
+    c._sendPacket = (packet, cb, ...rest) => {
+      if (packet['cmd'] === 'puback' || packet['cmd'] === 'pubrec') {
+        hooks.admit(() => cb?.());
+        return;
+      }
+      this.send(packet, cb, ...rest);
+    };
+    c.handleMessage = (packet, cb) => {
+      // QoS 2 reaches handleMessage at PUBREL, when it was already admitted at PUBLISH.
+      if (packet.qos === 0) hooks.admit(() => cb());
+      else cb();
+    };
+    c._trackIncomingQoS2Publish = (messageId) => {
+      c._incomingQoS2Ids.add(messageId);
+      return true;
+    };
+  }
+
+  /** Generation of the current connection (incremented on every CONNACK). */
+  get connection(): number {
+    return this.conn;
+  }
+
+  /**
+   * Writes the acks of `released` that belong to the live connection, in the given order, as
+   * one socket write. Acks of an earlier connection are dropped: their packet ids mean nothing
+   * now, and the broker re-sends those messages on the resumed session.
+   */
+  release(released: readonly AckToSend[]): void {
+    const c = this.client as unknown as ClientInternals;
+    if (!this.client.connected || !c.stream) return;
+    const stream = c.stream;
+    stream.cork();
+    try {
+      for (const e of released) {
+        if (e.qos === 0 || e.conn !== this.conn) continue;
+        this.send({ cmd: e.qos === 1 ? 'puback' : 'pubrec', messageId: e.messageId });
+      }
+    } finally {
+      stream.uncork();
+    }
+  }
+}

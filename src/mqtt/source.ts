@@ -1,0 +1,158 @@
+import { readFileSync } from 'node:fs';
+import mqtt from 'mqtt';
+import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
+import type { Config } from '../config/schema';
+import type { Logger } from '../observability/logger';
+import type { AckToSend } from './ack-gate';
+import { AckGate } from './ack-gate';
+
+export interface Subscription {
+  readonly filter: string;
+  readonly qos: 0 | 1 | 2;
+}
+
+export interface SourceHooks {
+  onPublish(packet: IPublishPacket, conn: number): void;
+  admit(next: () => void): void;
+}
+
+/**
+ * The MQTT side: one mqtt.js client on the main thread. Owns connecting, reconnecting with
+ * exponential backoff, and (re)subscribing whenever the broker holds no session for us.
+ */
+export class MqttSource {
+  private client: MqttClient | undefined;
+  private gate: AckGate | undefined;
+  private backoff: number;
+  private subscribedOnce = false;
+  private stopping = false;
+
+  constructor(
+    private readonly cfg: Config['mqtt'],
+    private readonly subscriptions: readonly Subscription[],
+    private readonly hooks: SourceHooks,
+    private readonly log: Logger,
+  ) {
+    this.backoff = cfg.reconnect_min_ms;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  start(): void {
+    const client = mqtt.connect(this.clientOptions());
+    this.client = client;
+    this.gate = new AckGate(client, this.hooks);
+    const target = `${this.cfg.host}:${this.cfg.port}`;
+
+    client.on('connect', (connack) => {
+      this.backoff = this.cfg.reconnect_min_ms;
+      client.options.reconnectPeriod = this.backoff;
+      this.log.info(
+        { broker: target, sessionPresent: connack.sessionPresent, protocol: this.cfg.protocol_version },
+        'mqtt connected',
+      );
+      if (!connack.sessionPresent || !this.subscribedOnce) this.subscribe(client);
+    });
+    client.on('reconnect', () => {
+      this.log.info({ broker: target, delayMs: client.options.reconnectPeriod }, 'mqtt reconnecting');
+    });
+    client.on('close', () => {
+      if (this.stopping) return;
+      // mqtt.js reconnects after a fixed period; growing it here turns that into backoff.
+      client.options.reconnectPeriod = this.backoff;
+      this.backoff = Math.min(this.backoff * 2, this.cfg.reconnect_max_ms);
+      this.log.warn({ broker: target, retryInMs: client.options.reconnectPeriod }, 'mqtt connection closed');
+    });
+    client.on('error', (err) => {
+      this.log.error({ broker: target, err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error');
+    });
+    client.on('disconnect', (packet) => {
+      this.log.warn({ broker: target, reasonCode: packet.reasonCode }, 'mqtt broker sent DISCONNECT');
+    });
+  }
+
+  private subscribe(client: MqttClient): void {
+    const topics: Record<string, { qos: 0 | 1 | 2 }> = {};
+    for (const s of this.subscriptions) topics[s.filter] = { qos: s.qos };
+    client.subscribe(topics, (err, granted) => {
+      if (err) {
+        this.log.error({ err: err.message }, 'mqtt subscribe failed');
+        return;
+      }
+      this.subscribedOnce = true;
+      for (const g of granted ?? []) {
+        // 128 and above: the broker refused this filter (MQTT 3.1.1: 0x80; MQTT 5: reason codes).
+        if (g.qos >= 128) {
+          this.log.error({ filter: g.topic, reasonCode: g.qos }, 'mqtt subscription refused by broker');
+        } else {
+          this.log.info({ filter: g.topic, qos: g.qos }, 'mqtt subscribed');
+        }
+      }
+    });
+  }
+
+  /** Writes released acks; see AckGate.release. */
+  release(released: readonly AckToSend[]): void {
+    this.gate?.release(released);
+  }
+
+  /** Disconnects cleanly (DISCONNECT packet), bounded by `timeoutMs`, then forcibly. */
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    const client = this.client;
+    if (!client) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => client.end(true, () => resolve()), timeoutMs);
+      client.end(false, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.log.info('mqtt disconnected');
+  }
+
+  private clientOptions(): IClientOptions {
+    const c = this.cfg;
+    const clean = c.client_id === '';
+    const opts: IClientOptions = {
+      host: c.host,
+      port: c.port,
+      protocol: c.tls ? 'mqtts' : 'mqtt',
+      protocolVersion: c.protocol_version,
+      clientId: c.client_id,
+      clean,
+      keepalive: c.keepalive_s,
+      connectTimeout: c.connect_timeout_ms,
+      reconnectPeriod: c.reconnect_min_ms,
+      // Subscriptions are restored by us, only when the broker lost the session (see 'connect').
+      resubscribe: false,
+      queueQoSZero: false,
+    };
+    if (c.protocol_version === 5) {
+      opts.properties = {
+        receiveMaximum: c.inflight_window,
+        sessionExpiryInterval: clean ? 0 : c.session_expiry_s,
+      };
+    }
+    if (c.credentials) {
+      opts.username = c.credentials.username;
+      opts.password = c.credentials.password;
+    }
+    if (c.tls) {
+      opts.ca = readFileSync(c.tls.ca_cert);
+      if (c.tls.client_cert && c.tls.client_key) {
+        opts.cert = readFileSync(c.tls.client_cert);
+        opts.key = readFileSync(c.tls.client_key);
+      }
+      opts.rejectUnauthorized = true;
+      if (!c.tls.verify_hostname) {
+        // Chain verification stays on; only the name check is skipped.
+        (opts as Record<string, unknown>)['checkServerIdentity'] = () => undefined;
+        this.log.warn('mqtt.tls.verify_hostname is false: the broker certificate is not checked against the host name');
+      }
+    }
+    return opts;
+  }
+}

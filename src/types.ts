@@ -1,0 +1,64 @@
+/**
+ * Everything that crosses the main-thread ↔ worker boundary. Plain data only: these values are
+ * structured-cloned (or, for `BatchTask.buffer`, transferred) by Piscina.
+ */
+
+/** Passed once to every worker as Piscina `workerData`. */
+export interface WorkerInit {
+  /** librdkafka global properties (bootstrap.servers, security, idempotence, ...). */
+  readonly global: Record<string, string | number | boolean>;
+  /** librdkafka topic-level properties (acks, message.timeout.ms, ...). */
+  readonly topic: Record<string, string | number | boolean>;
+  /** Kafka topic names; records refer to them by index to keep batches small. */
+  readonly kafkaTopics: readonly string[];
+  /** Bound on one connect attempt; a failed attempt is retried with backoff. */
+  readonly connectTimeoutMs: number;
+  /** How often librdkafka's delivery-report queue is polled. */
+  readonly pollIntervalMs: number;
+  readonly logLevel: string;
+}
+
+/**
+ * One batch of records for one producer, packed into a single ArrayBuffer (see worker/codec.ts)
+ * so that it crosses the thread boundary as one transfer instead of N structured clones.
+ */
+export interface BatchTask {
+  readonly kind: 'batch';
+  readonly buffer: ArrayBuffer;
+}
+
+/** Ends the producer of whichever worker runs it (see dispatch/pool.ts for how all are reached). */
+export interface ShutdownTask {
+  readonly kind: 'shutdown';
+  readonly flushTimeoutMs: number;
+}
+
+export type WorkerTask = BatchTask | ShutdownTask;
+
+/**
+ * Outcome of one batch. The task settles only when every record has a final outcome: retriable
+ * failures are retried inside the producer and never surface here.
+ */
+export interface BatchResult {
+  readonly kind: 'batch';
+  /** Records Kafka acknowledged. */
+  readonly delivered: number;
+  /** Records Kafka refused permanently, by position in the batch. */
+  readonly failures: readonly RecordFailure[];
+}
+
+export interface RecordFailure {
+  readonly index: number;
+  /** librdkafka error code (negative: client-side, positive: broker). */
+  readonly code: number;
+  readonly message: string;
+}
+
+export interface ShutdownResult {
+  readonly kind: 'shutdown';
+  readonly threadId: number;
+  /** False when this thread's producer had already been shut down by an earlier task. */
+  readonly first: boolean;
+}
+
+export type WorkerResult = BatchResult | ShutdownResult;

@@ -1,0 +1,213 @@
+import { Producer } from 'node-rdkafka';
+import type { DeliveryReport, LibrdKafkaError } from 'node-rdkafka';
+import type { Logger } from '../observability/logger';
+import { RateLimitedLog } from '../observability/logger';
+import type { BatchResult, RecordFailure, WorkerInit } from '../types';
+import { forEachRecord } from './codec';
+import { QUEUE_FULL, isRetriableKafkaError, kafkaErrorName } from './kafka-errors';
+
+/** Per-record handle passed through librdkafka as the delivery-report opaque. */
+interface InFlight {
+  readonly batch: BatchState;
+  readonly index: number;
+  readonly topic: string;
+  /** Kept so a retriable failure can be produced again; views into the batch buffer. */
+  readonly key: Buffer;
+  readonly value: Buffer;
+  attempts: number;
+}
+
+interface BatchState {
+  remaining: number;
+  delivered: number;
+  readonly failures: RecordFailure[];
+  readonly resolve: (r: BatchResult) => void;
+}
+
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5_000;
+const QUEUE_FULL_WAIT_MS = 5;
+
+/**
+ * One Kafka producer and the bookkeeping that turns librdkafka's per-message delivery reports
+ * into one result per batch. The same class runs inside every Piscina worker and, in inline
+ * mode (`dispatch.workers: 0`), on the main thread.
+ *
+ * Hazard (DESIGN.md): ending the thread while a native call of the producer is pending —
+ * connect, flush, disconnect — crashes the process. So every native call is tracked and
+ * `shutdown()` returns only after all of them completed; the pool destroys threads only after
+ * every worker's shutdown() resolved.
+ */
+export class KafkaProducerRunner {
+  private readonly producer: Producer;
+  private readonly log: Logger;
+  private readonly errorLog = new RateLimitedLog(5_000);
+  private connected = false;
+  private stopping = false;
+  private shutdownDone: Promise<void> | undefined;
+  /** The connect loop; settles once connected or once stopping was requested. */
+  private readonly connecting: Promise<void>;
+  private inFlight = 0;
+
+  constructor(
+    private readonly init: WorkerInit,
+    log: Logger,
+  ) {
+    this.log = log;
+    this.producer = new Producer(
+      { ...init.global, dr_cb: true } as ConstructorParameters<typeof Producer>[0],
+      init.topic as ConstructorParameters<typeof Producer>[1],
+    );
+    this.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
+    this.producer.on('event.error', (err: LibrdKafkaError) => {
+      const n = this.errorLog.take();
+      if (n >= 0) {
+        this.log.warn(
+          { code: kafkaErrorName(err.code), suppressed: n },
+          `kafka client error: ${err.message}`,
+        );
+      }
+    });
+    this.connecting = this.connectLoop();
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  /** Resolves once the producer is connected; never rejects (it retries until shutdown). */
+  ready(): Promise<void> {
+    return this.connecting;
+  }
+
+  private async connectLoop(): Promise<void> {
+    let delay = RETRY_MIN_MS;
+    for (let attempt = 1; !this.stopping; attempt++) {
+      try {
+        await new Promise<void>((resolve, reject) => {
+          this.producer.connect({ timeout: this.init.connectTimeoutMs }, (err) =>
+            err ? reject(err) : resolve(),
+          );
+        });
+        this.connected = true;
+        this.producer.setPollInterval(this.init.pollIntervalMs);
+        this.log.info({ attempt }, 'kafka producer connected');
+        return;
+      } catch (err) {
+        this.log.warn(
+          { attempt, retryInMs: delay, err: errorText(err) },
+          'kafka producer connect failed; retrying',
+        );
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
+    }
+  }
+
+  /** Produces every record of the batch; settles once each has a final outcome. */
+  async handleBatch(buffer: ArrayBuffer): Promise<BatchResult> {
+    await this.connecting;
+    if (!this.connected) throw new Error('producer is shutting down');
+    return new Promise<BatchResult>((resolve) => {
+      const batch: BatchState = { remaining: 0, delivered: 0, failures: [], resolve };
+      const topics = this.init.kafkaTopics;
+      const count = forEachRecord(buffer, (index, topicIndex, key, value) => {
+        const topic = topics[topicIndex];
+        if (topic === undefined) throw new RangeError(`no kafka topic at index ${topicIndex}`);
+        this.produce({ batch, index, topic, key, value, attempts: 0 });
+      });
+      batch.remaining += count;
+      if (batch.remaining === 0) resolve({ kind: 'batch', delivered: 0, failures: [] });
+    });
+  }
+
+  private produce(rec: InFlight): void {
+    rec.attempts++;
+    try {
+      this.producer.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec);
+      this.inFlight++;
+    } catch (err) {
+      const code = (err as LibrdKafkaError).code;
+      if (code === QUEUE_FULL || (typeof code === 'number' && isRetriableKafkaError(code))) {
+        // librdkafka's local queue is bounded; a full queue means Kafka is slower than MQTT
+        // right now. Waiting here holds the batch, which holds the window, which stops MQTT.
+        setTimeout(() => this.produce(rec), QUEUE_FULL_WAIT_MS).unref();
+        return;
+      }
+      this.fail(rec, typeof code === 'number' ? code : -1, errorText(err));
+    }
+  }
+
+  private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
+    const rec = report.opaque as InFlight;
+    this.inFlight--;
+    if (!err) {
+      this.settle(rec.batch, true);
+      return;
+    }
+    if (isRetriableKafkaError(err.code) && !this.stopping) {
+      const delay = Math.min(RETRY_MIN_MS * 2 ** Math.min(rec.attempts, 10), RETRY_MAX_MS);
+      const n = this.errorLog.take();
+      if (n >= 0) {
+        this.log.warn(
+          { topic: rec.topic, code: kafkaErrorName(err.code), attempts: rec.attempts, suppressed: n },
+          `kafka delivery failed, retrying: ${err.message}`,
+        );
+      }
+      setTimeout(() => this.produce(rec), delay).unref();
+      return;
+    }
+    this.fail(rec, err.code, err.message);
+  }
+
+  private fail(rec: InFlight, code: number, message: string): void {
+    rec.batch.failures.push({ index: rec.index, code, message: `${kafkaErrorName(code)}: ${message}` });
+    this.settle(rec.batch, false);
+  }
+
+  private settle(batch: BatchState, ok: boolean): void {
+    if (ok) batch.delivered++;
+    if (--batch.remaining === 0) {
+      batch.resolve({ kind: 'batch', delivered: batch.delivered, failures: batch.failures });
+    }
+  }
+
+  /**
+   * Flushes (bounded) and disconnects. Safe to call more than once; resolves only when no
+   * native call of this producer is pending, so the thread may end afterwards.
+   * Returns true for the call that did the work.
+   */
+  async shutdown(flushTimeoutMs: number): Promise<boolean> {
+    if (this.shutdownDone) {
+      await this.shutdownDone;
+      return false;
+    }
+    this.stopping = true;
+    this.shutdownDone = (async () => {
+      // A pending connect attempt is a native call too: wait for it to settle first.
+      await this.connecting;
+      if (!this.connected) return;
+      await new Promise<void>((resolve) => {
+        try {
+          this.producer.disconnect(flushTimeoutMs, () => resolve());
+        } catch (err) {
+          // "Producer not connected": the connection dropped under us; nothing is pending.
+          this.log.debug({ err: errorText(err) }, 'kafka producer disconnect skipped');
+          resolve();
+        }
+      });
+      this.connected = false;
+      this.log.info({ unconfirmed: this.inFlight }, 'kafka producer disconnected');
+    })();
+    await this.shutdownDone;
+    return true;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

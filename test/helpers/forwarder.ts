@@ -1,0 +1,141 @@
+/**
+ * Runs the real forwarder as a child process (bin/forwarder.js, the same entry users run) with a
+ * config written to a temporary file, and reads its JSON log lines.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { KAFKA_PORT, MQTT_HOST, MQTT_PORT, REPO_ROOT } from './env';
+
+export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
+
+export interface MappingSpec {
+  name: string;
+  mqtt: { topic: string; qos?: 0 | 1 | 2 };
+  kafka: { topic: string };
+  wrap_as_json?: boolean;
+}
+
+/** A config for the test stack; `overrides` are merged one level deep per section. */
+export function testConfig(
+  forwarding: MappingSpec[],
+  overrides: { mqtt?: object; kafka?: object; dispatch?: object; [k: string]: unknown } = {},
+): Record<string, unknown> {
+  const { mqtt, kafka, dispatch, ...rest } = overrides;
+  return {
+    mqtt: { host: MQTT_HOST, port: MQTT_PORT, client_id: '', ...mqtt },
+    kafka: { bootstrap_server: '127.0.0.1', port: KAFKA_PORT, ...kafka },
+    forwarding,
+    dispatch: { ...dispatch },
+    log_level: 'debug',
+    ...rest,
+  };
+}
+
+export function writeConfig(config: Record<string, unknown>): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mkf-test-'));
+  const file = path.join(dir, 'config.yaml');
+  writeFileSync(file, stringify(config));
+  return file;
+}
+
+export class ForwarderProcess {
+  readonly child: ChildProcess;
+  readonly lines: LogLine[] = [];
+  readonly stderr: string[] = [];
+  private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+
+  constructor(configFile: string, env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'forwarder.js'), '--config', configFile], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, LOG_LEVEL: 'debug', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buf = '';
+    this.child.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const text = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let line: LogLine;
+        try {
+          line = JSON.parse(text) as LogLine;
+        } catch {
+          line = { msg: text, raw: true };
+        }
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.pred(line)) return true;
+          w.resolve(line);
+          return false;
+        });
+      }
+    });
+    this.child.stderr!.on('data', (c: Buffer) => this.stderr.push(c.toString()));
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => resolve({ code, signal }));
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Resolves with the first log line (past or future) that satisfies `pred`. */
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 30_000, what = 'log line'): Promise<LogLine> {
+    const seen = this.lines.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`forwarder: no ${what} within ${timeoutMs} ms; last lines:\n${this.tail()}`));
+      }, timeoutMs);
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+      void this.exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`forwarder exited (${code ?? signal}) before ${what}; last lines:\n${this.tail()}`));
+      });
+    });
+  }
+
+  /** Waits until MQTT is subscribed to `filters` and every producer connected. */
+  async ready(filters: number, producers: number, timeoutMs = 30_000): Promise<void> {
+    await this.waitForLog((l) => l.msg === 'mqtt connected', timeoutMs, 'mqtt connection');
+    const deadline = Date.now() + timeoutMs;
+    while (
+      this.lines.filter((l) => l.msg === 'mqtt subscribed').length < filters ||
+      this.lines.filter((l) => l.msg === 'kafka producer connected').length < producers
+    ) {
+      if (Date.now() > deadline) throw new Error(`forwarder not ready in ${timeoutMs} ms:\n${this.tail()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Sends `signal` and resolves with the exit status (bounded: SIGKILL after `timeoutMs`). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+    const t0 = Date.now();
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const r = await this.exited;
+    clearTimeout(timer);
+    return { ...r, ms: Date.now() - t0 };
+  }
+
+  exit(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return this.exited;
+  }
+
+  tail(n = 15): string {
+    return [...this.lines.slice(-n).map((l) => JSON.stringify(l)), ...this.stderr.slice(-5)].join('\n');
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Reads Kafka with kcat — a client independent of the forwarder's binding, so a test can't pass
+ * because both sides share a bug.
+ */
+import { spawn } from 'node:child_process';
+import { KAFKA_BROKERS } from './env';
+
+export interface KafkaRecord {
+  readonly key: Buffer | null;
+  readonly value: Buffer;
+}
+
+// Length-prefixed fields survive binary and multi-line payloads: "<keylen>\n<key><vallen>\n<value>".
+const FORMAT = '%K\\n%k%S\\n%s';
+
+function parseRecords(out: Buffer): KafkaRecord[] {
+  const records: KafkaRecord[] = [];
+  let off = 0;
+  const readLength = (): number => {
+    const nl = out.indexOf(0x0a, off);
+    if (nl < 0) throw new Error('kcat output truncated');
+    const n = Number(out.subarray(off, nl).toString());
+    off = nl + 1;
+    return n;
+  };
+  while (off < out.length) {
+    const keyLength = readLength();
+    const key = keyLength < 0 ? null : out.subarray(off, off + keyLength);
+    off += Math.max(keyLength, 0);
+    const valueLength = readLength();
+    const value = out.subarray(off, off + Math.max(valueLength, 0));
+    off += Math.max(valueLength, 0);
+    records.push({ key, value });
+  }
+  return records;
+}
+
+function kcat(args: string[], timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('kcat', ['-b', KAFKA_BROKERS, '-q', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const chunks: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code !== 0 && signal === null) reject(new Error(`kcat exited ${code}: ${stderr.trim()}`));
+      else resolve(Buffer.concat(chunks));
+    });
+  });
+}
+
+/**
+ * Everything currently in the topic (partition 0 onwards, all partitions), from the beginning.
+ * An absent topic reads as empty.
+ */
+export async function readAll(topic: string, timeoutMs = 30_000): Promise<KafkaRecord[]> {
+  try {
+    return parseRecords(await kcat(['-C', '-t', topic, '-o', 'beginning', '-e', '-f', FORMAT], timeoutMs));
+  } catch (err) {
+    if (/Unknown topic|UNKNOWN_TOPIC/i.test(String(err))) return [];
+    throw err;
+  }
+}
+
+/**
+ * Polls the topic until `done(records)` holds or the time runs out; returns the last read.
+ * Used where records are still arriving (the forwarder delivers asynchronously).
+ */
+export async function readUntil(
+  topic: string,
+  done: (records: readonly KafkaRecord[]) => boolean,
+  timeoutMs = 60_000,
+): Promise<KafkaRecord[]> {
+  const deadline = Date.now() + timeoutMs;
+  let records: KafkaRecord[] = [];
+  for (;;) {
+    records = await readAll(topic, Math.max(5_000, deadline - Date.now()));
+    if (done(records) || Date.now() >= deadline) return records;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Reads until at least `count` records are in the topic (bounded by `timeoutMs`). */
+export function readAtLeast(topic: string, count: number, timeoutMs = 60_000): Promise<KafkaRecord[]> {
+  return readUntil(topic, (r) => r.length >= count, timeoutMs);
+}
