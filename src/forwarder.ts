@@ -63,15 +63,20 @@ export class Forwarder {
     this.router = new Router(
       cfg.forwarding.map((m) => ({
         filter: m.mqtt.topic,
+        qos: m.mqtt.qos,
         kafkaTopicIndex: kafkaTopics.indexOf(m.kafka.topic),
         wrap: m.wrap_as_json,
       })),
       this.lanes.count,
     );
-    this.window = new InflightWindow(cfg.mqtt.inflight_window, cfg.dispatch.max_inflight_bytes, (released) => {
-      this.stats.released += released.length;
-      this.source.release(released);
-    });
+    this.window = new InflightWindow(
+      cfg.mqtt.inflight_window,
+      cfg.dispatch.max_inflight_bytes,
+      (released) => {
+        this.stats.released += released.length;
+        this.source.release(released);
+      },
+    );
     this.dispatcher = new Dispatcher(
       this.lanes,
       this.window,
@@ -85,7 +90,7 @@ export class Forwarder {
     );
     this.source = new MqttSource(
       cfg.mqtt,
-      subscriptionsOf(cfg),
+      this.router.subscriptions,
       {
         onPublish: (packet, conn) => this.onPublish(packet, conn),
         admit: (next) => this.window.whenRoom(next),
@@ -106,7 +111,10 @@ export class Forwarder {
     );
     this.source.start();
     this.statsTimer = setInterval(() => {
-      this.log.debug({ ...this.stats, window: this.window.size, windowBytes: this.window.bytes }, 'stats');
+      this.log.debug(
+        { ...this.stats, window: this.window.size, windowBytes: this.window.bytes },
+        'stats',
+      );
     }, 5_000).unref();
   }
 
@@ -115,20 +123,25 @@ export class Forwarder {
     const topic = packet.topic;
     const payload = packet.payload as Buffer;
     const route = this.router.route(topic);
+    const mappings = this.router.mappingsFor(route, packet.properties?.subscriptionIdentifier);
     const entry: WindowEntry = this.window.admit(
       packet.qos,
       packet.messageId ?? 0,
       conn,
       payload.byteLength,
-      route.mappings.length,
+      mappings.length,
     );
-    if (route.mappings.length === 0) {
+    if (mappings.length === 0) {
       this.stats.unmatched++;
       const n = this.unmatchedLog.take();
-      if (n >= 0) this.log.warn({ topic, suppressed: n }, 'message matches no mapping; acknowledged without forwarding');
+      if (n >= 0)
+        this.log.warn(
+          { topic, suppressed: n },
+          'message matches no mapping; acknowledged without forwarding',
+        );
       return;
     }
-    for (const m of route.mappings) {
+    for (const m of mappings) {
       const mapping = this.router.mappings[m]!;
       const value = mapping.wrap ? wrapPayload(topic, payload) : payload;
       this.dispatcher.add(route.lane, entry, m, mapping.kafkaTopicIndex, route.key, value);
@@ -170,14 +183,4 @@ export class Forwarder {
     this.log.info({ ...this.stats }, 'forwarder stopped');
     return drained;
   }
-}
-
-/** One subscription per distinct filter, at the highest QoS any mapping asks for it. */
-function subscriptionsOf(cfg: Config): { filter: string; qos: 0 | 1 | 2 }[] {
-  const byFilter = new Map<string, 0 | 1 | 2>();
-  for (const m of cfg.forwarding) {
-    const prev = byFilter.get(m.mqtt.topic);
-    byFilter.set(m.mqtt.topic, prev === undefined ? m.mqtt.qos : (Math.max(prev, m.mqtt.qos) as 0 | 1 | 2));
-  }
-  return [...byFilter].map(([filter, qos]) => ({ filter, qos }));
 }

@@ -9,7 +9,9 @@ import { ForwarderError } from '../errors';
 import { Forwarder } from '../forwarder';
 import { createLogger } from '../observability/logger';
 
-const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as {
+const pkg = JSON.parse(
+  readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8'),
+) as {
   version: string;
 };
 
@@ -75,7 +77,9 @@ export function main(argv: readonly string[]): void {
     .command('run')
     .description('run the forwarder (the default command)')
     .option('-c, --config <file>', 'config file (default: $CONFIG_FILE, else ./config.yaml)')
-    .action((opts: { config?: string }) => run({ config: opts.config ?? program.opts<{ config?: string }>().config }));
+    .action((opts: { config?: string }) =>
+      run({ config: opts.config ?? program.opts<{ config?: string }>().config }),
+    );
   program
     .command('check-config')
     .description('validate the config file without connecting to any broker')
@@ -91,7 +95,9 @@ export function main(argv: readonly string[]): void {
     .command('schema')
     .description('print the JSON Schema of the config file')
     .action(() => {
-      process.stdout.write(`${JSON.stringify(z.toJSONSchema(configSchema, { io: 'input' }), null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify(z.toJSONSchema(configSchema, { io: 'input' }), null, 2)}\n`,
+      );
     });
   program.parseAsync([...argv]).catch((err: unknown) => {
     process.stderr.write(`forwarder: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -52,7 +52,7 @@ function readFailure(err: unknown): string {
   }
 }
 
-/** parseConfigText without a file; `sourceName` names the text in error messages. */
+/** loadConfig for text already read; `sourceName` names the text in error messages. */
 export function parseConfigText(text: string, sourceName: string, env: Env = process.env): Config {
   const raw = parseYaml(text, sourceName);
   if (raw === null || raw === undefined) {
@@ -75,11 +75,11 @@ export function parseConfigText(text: string, sourceName: string, env: Env = pro
       if (!failedPaths.has(formatPath(problem.path))) problems.push(problem);
     }
   }
-  if (problems.length > 0) {
+  // A failed parse always left at least one problem above; the second test is for the types.
+  if (problems.length > 0 || !result.success) {
     throw new ConfigInvalidError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
   }
-  // safeParse succeeded whenever no problem was recorded above.
-  return (result as { data: Config }).data;
+  return result.data;
 }
 
 function parseYaml(text: string, sourceName: string): unknown {
@@ -102,6 +102,7 @@ function parseYaml(text: string, sourceName: string): unknown {
       },
     );
   }
+  // Bounds alias expansion, so a small file cannot expand into gigabytes ("billion laughs").
   return doc.toJS({ maxAliasCount: 100 });
 }
 
@@ -140,6 +141,7 @@ const VARIABLE_REFERENCE = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/su;
 export function substituteString(
   s: string,
   env: Env,
+  options: { hideValue?: boolean } = {},
 ): { value: string; substituted: boolean; errors: string[] } {
   let value = '';
   let substituted = false;
@@ -158,15 +160,17 @@ export function substituteString(
     }
     const end = s.indexOf('}', i + 2);
     if (end === -1) {
-      errors.push(`unterminated "\${" in ${JSON.stringify(s)} (write "$\${" for a literal "\${")`);
+      const where = options.hideValue ? '' : ` in ${JSON.stringify(s)}`;
+      errors.push(`unterminated "\${"${where} (write "$\${" for a literal "\${")`);
       value += s.slice(i);
       break;
     }
     const body = s.slice(i + 2, end);
     const match = VARIABLE_REFERENCE.exec(body);
     if (!match) {
+      const shown = options.hideValue ? '' : ` "\${${body}}"`;
       errors.push(
-        `invalid variable reference "\${${body}}": expected \${NAME} or \${NAME:-default} ` +
+        `invalid variable reference${shown}: expected \${NAME} or \${NAME:-default} ` +
           `with NAME made of letters, digits and '_' (write "$\${" for a literal "\${")`,
       );
     } else {
@@ -193,7 +197,7 @@ function substituteTree(
 ): unknown {
   if (typeof node === 'string') {
     if (!node.includes('$')) return node;
-    const r = substituteString(node, env);
+    const r = substituteString(node, env, { hideValue: isSecretPath(at) });
     for (const message of r.errors) problems.push({ path: at, message });
     if (r.errors.length > 0) return node;
     if (r.substituted) substitutions.push({ path: at, template: node });
@@ -205,7 +209,14 @@ function substituteTree(
   if (typeof node === 'object' && node !== null) {
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(node)) {
-      out[key] = substituteTree(value, [...at, key], env, problems, substitutions);
+      // defineProperty, because assigning a YAML key "__proto__" would replace the prototype
+      // instead of creating a key the schema then reports as unknown.
+      Object.defineProperty(out, key, {
+        value: substituteTree(value, [...at, key], env, problems, substitutions),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
     return out;
   }

@@ -57,7 +57,14 @@ export class Dispatcher {
     }));
   }
 
-  add(lane: number, entry: WindowEntry, mapping: number, topicIndex: number, key: Buffer, value: Buffer): void {
+  add(
+    lane: number,
+    entry: WindowEntry,
+    mapping: number,
+    topicIndex: number,
+    key: Buffer,
+    value: Buffer,
+  ): void {
     const l = this.lanes[lane]!;
     l.open.push({ entry, mapping, topicIndex, key, value });
     if (l.open.length >= this.opts.batchSize) {

@@ -29,7 +29,10 @@ interface LaneOptions {
  * Returning null leaves the task queued until its worker is online; the dispatcher never
  * submits more than `batches_per_worker` per lane, so a started worker always has room.
  */
-function laneBalancer(task: PiscinaTask, workers: Parameters<LaneBalancer>[1]): ReturnType<LaneBalancer> {
+function laneBalancer(
+  task: PiscinaTask,
+  workers: Parameters<LaneBalancer>[1],
+): ReturnType<LaneBalancer> {
   const opts = task[LANE as keyof PiscinaTask] as unknown as LaneOptions | null;
   if (!opts) return workers[0] ?? null;
   const sorted = [...workers].sort((a, b) => a.id - b.id);
@@ -66,7 +69,11 @@ export class WorkerLanes implements ProducerLanes {
   }
 
   run(lane: number, buffer: ArrayBuffer): Promise<BatchResult> {
-    const task: BatchTask & Record<symbol, LaneOptions> = { kind: 'batch', buffer, [LANE]: { lane } };
+    const task: BatchTask & Record<symbol, LaneOptions> = {
+      kind: 'batch',
+      buffer,
+      [LANE]: { lane },
+    };
     return this.pool.run(task, { transferList: [buffer] }) as Promise<BatchResult>;
   }
 

@@ -48,8 +48,21 @@ export class InflightWindow {
   }
 
   /** Records a received message. Call `whenRoom` afterwards before reading the next one. */
-  admit(qos: 0 | 1 | 2, messageId: number, conn: number, bytes: number, targets: number): WindowEntry {
-    const entry: WindowEntry = { seq: this.nextSeq++, pending: targets, qos, messageId, conn, bytes };
+  admit(
+    qos: 0 | 1 | 2,
+    messageId: number,
+    conn: number,
+    bytes: number,
+    targets: number,
+  ): WindowEntry {
+    const entry: WindowEntry = {
+      seq: this.nextSeq++,
+      pending: targets,
+      qos,
+      messageId,
+      conn,
+      bytes,
+    };
     this.entries.push(entry);
     this.heldBytes += bytes;
     if (targets === 0) this.release();
@@ -58,7 +71,8 @@ export class InflightWindow {
 
   /** One delivery of `entry` is confirmed (or finally settled by an error policy). */
   confirm(entry: WindowEntry): void {
-    if (entry.pending <= 0) throw new RangeError(`message ${entry.seq} confirmed more often than it was sent`);
+    if (entry.pending <= 0)
+      throw new RangeError(`message ${entry.seq} confirmed more often than it was sent`);
     entry.pending--;
     if (entry.pending === 0 && this.entries[this.head] === entry) this.release();
   }

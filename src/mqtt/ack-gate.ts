@@ -35,7 +35,11 @@ export interface AckToSend {
   readonly conn: number;
 }
 
-type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, ...rest: unknown[]) => void;
+type SendPacket = (
+  packet: Record<string, unknown>,
+  cb?: (err?: Error) => void,
+  ...rest: unknown[]
+) => void;
 
 interface ClientInternals {
   _sendPacket: SendPacket;
@@ -64,7 +68,9 @@ export class AckGate {
       }
     }
     if (!(c._incomingQoS2Ids instanceof Set)) {
-      throw new MqttInternalsError(`mqtt.js has no _incomingQoS2Ids set; need mqtt ${PINNED_MQTT_VERSION}`);
+      throw new MqttInternalsError(
+        `mqtt.js has no _incomingQoS2Ids set; need mqtt ${PINNED_MQTT_VERSION}`,
+      );
     }
     this.send = c._sendPacket.bind(client);
 

@@ -3,13 +3,9 @@ import mqtt from 'mqtt';
 import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { Config } from '../config/schema';
 import type { Logger } from '../observability/logger';
+import type { Subscription } from '../routing/router';
 import type { AckToSend } from './ack-gate';
 import { AckGate } from './ack-gate';
-
-export interface Subscription {
-  readonly filter: string;
-  readonly qos: 0 | 1 | 2;
-}
 
 export interface SourceHooks {
   onPublish(packet: IPublishPacket, conn: number): void;
@@ -50,47 +46,73 @@ export class MqttSource {
       this.backoff = this.cfg.reconnect_min_ms;
       client.options.reconnectPeriod = this.backoff;
       this.log.info(
-        { broker: target, sessionPresent: connack.sessionPresent, protocol: this.cfg.protocol_version },
+        {
+          broker: target,
+          sessionPresent: connack.sessionPresent,
+          protocol: this.cfg.protocol_version,
+        },
         'mqtt connected',
       );
       if (!connack.sessionPresent || !this.subscribedOnce) this.subscribe(client);
     });
     client.on('reconnect', () => {
-      this.log.info({ broker: target, delayMs: client.options.reconnectPeriod }, 'mqtt reconnecting');
+      this.log.info(
+        { broker: target, delayMs: client.options.reconnectPeriod },
+        'mqtt reconnecting',
+      );
     });
     client.on('close', () => {
       if (this.stopping) return;
       // mqtt.js reconnects after a fixed period; growing it here turns that into backoff.
       client.options.reconnectPeriod = this.backoff;
       this.backoff = Math.min(this.backoff * 2, this.cfg.reconnect_max_ms);
-      this.log.warn({ broker: target, retryInMs: client.options.reconnectPeriod }, 'mqtt connection closed');
+      this.log.warn(
+        { broker: target, retryInMs: client.options.reconnectPeriod },
+        'mqtt connection closed',
+      );
     });
     client.on('error', (err) => {
-      this.log.error({ broker: target, err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error');
+      this.log.error(
+        { broker: target, err: err.message, code: (err as { code?: unknown }).code },
+        'mqtt error',
+      );
     });
     client.on('disconnect', (packet) => {
-      this.log.warn({ broker: target, reasonCode: packet.reasonCode }, 'mqtt broker sent DISCONNECT');
+      this.log.warn(
+        { broker: target, reasonCode: packet.reasonCode },
+        'mqtt broker sent DISCONNECT',
+      );
     });
   }
 
   private subscribe(client: MqttClient): void {
-    const topics: Record<string, { qos: 0 | 1 | 2 }> = {};
-    for (const s of this.subscriptions) topics[s.filter] = { qos: s.qos };
-    client.subscribe(topics, (err, granted) => {
-      if (err) {
-        this.log.error({ err: err.message }, 'mqtt subscribe failed');
-        return;
-      }
-      this.subscribedOnce = true;
-      for (const g of granted ?? []) {
-        // 128 and above: the broker refused this filter (MQTT 3.1.1: 0x80; MQTT 5: reason codes).
-        if (g.qos >= 128) {
-          this.log.error({ filter: g.topic, reasonCode: g.qos }, 'mqtt subscription refused by broker');
-        } else {
-          this.log.info({ filter: g.topic, qos: g.qos }, 'mqtt subscribed');
+    // MQTT 5: one SUBSCRIBE per filter, because a subscription identifier is per packet and the
+    // router needs to know which filter each delivered copy was sent for.
+    const v5 = this.cfg.protocol_version === 5;
+    const groups = v5 ? this.subscriptions.map((s) => [s]) : [this.subscriptions];
+    for (const group of groups) {
+      const topics: Record<string, { qos: 0 | 1 | 2 }> = {};
+      for (const s of group) topics[s.filter] = { qos: s.qos };
+      const opts = v5 ? { properties: { subscriptionIdentifier: group[0]!.id } } : {};
+      client.subscribe(topics, opts, (err, granted) => {
+        if (err) {
+          this.log.error({ err: err.message }, 'mqtt subscribe failed');
+          return;
         }
-      }
-    });
+        this.subscribedOnce = true;
+        for (const g of granted ?? []) {
+          // 128 and above: the broker refused this filter (MQTT 3.1.1: 0x80; MQTT 5: reason codes).
+          if (g.qos >= 128) {
+            this.log.error(
+              { filter: g.topic, reasonCode: g.qos },
+              'mqtt subscription refused by broker',
+            );
+          } else {
+            this.log.info({ filter: g.topic, qos: g.qos }, 'mqtt subscribed');
+          }
+        }
+      });
+    }
   }
 
   /** Writes released acks; see AckGate.release. */
@@ -150,7 +172,9 @@ export class MqttSource {
       if (!c.tls.verify_hostname) {
         // Chain verification stays on; only the name check is skipped.
         (opts as Record<string, unknown>)['checkServerIdentity'] = () => undefined;
-        this.log.warn('mqtt.tls.verify_hostname is false: the broker certificate is not checked against the host name');
+        this.log.warn(
+          'mqtt.tls.verify_hostname is false: the broker certificate is not checked against the host name',
+        );
       }
     }
     return opts;

@@ -6,8 +6,16 @@
 
 export interface RouteMapping {
   readonly filter: string;
+  readonly qos: 0 | 1 | 2;
   readonly kafkaTopicIndex: number;
   readonly wrap: boolean;
+}
+
+export interface Subscription {
+  readonly filter: string;
+  readonly qos: 0 | 1 | 2;
+  /** MQTT 5 subscription identifier: tells which filter a delivered copy was sent for. */
+  readonly id: number;
 }
 
 export interface Route {
@@ -50,11 +58,54 @@ const CACHE_LIMIT = 10_000;
 
 export class Router {
   private readonly cache = new Map<string, Route>();
+  /** One per distinct filter, at the highest QoS any mapping asks for; ids start at 1. */
+  readonly subscriptions: readonly Subscription[];
+  /** Mapping indices per subscription id (index 0 unused). */
+  private readonly bySubscription: (readonly number[])[] = [[]];
 
   constructor(
     readonly mappings: readonly RouteMapping[],
     private readonly lanes: number,
-  ) {}
+  ) {
+    const subs: Subscription[] = [];
+    mappings.forEach((m, i) => {
+      let sub = subs.find((s) => s.filter === m.filter);
+      if (!sub) {
+        sub = { filter: m.filter, qos: m.qos, id: subs.length + 1 };
+        subs.push(sub);
+        this.bySubscription.push([]);
+      } else if (m.qos > sub.qos) {
+        subs[sub.id - 1] = sub = { ...sub, qos: m.qos };
+      }
+      (this.bySubscription[sub.id] as number[]).push(i);
+    });
+    this.subscriptions = subs;
+  }
+
+  /**
+   * The mappings a delivered copy is for. A broker may send one copy per matching
+   * subscription (mosquitto does for MQTT 5), so with subscription identifiers each copy goes
+   * only to the mappings of the filters it names — otherwise every copy would be forwarded to
+   * every matching mapping. Intersecting with the topic's own matches guards against stale
+   * subscriptions left in a persistent session by an earlier config.
+   * Without identifiers (MQTT 3.1.1) every copy is forwarded to all matching mappings.
+   */
+  mappingsFor(
+    route: Route,
+    subscriptionIds: number | readonly number[] | undefined,
+  ): readonly number[] {
+    if (subscriptionIds === undefined) return route.mappings;
+    if (typeof subscriptionIds === 'number') {
+      const own = this.bySubscription[subscriptionIds];
+      if (own === undefined) return [];
+      return own.length === route.mappings.length
+        ? own
+        : own.filter((m) => route.mappings.includes(m));
+    }
+    const wanted = new Set<number>();
+    for (const id of subscriptionIds) for (const m of this.bySubscription[id] ?? []) wanted.add(m);
+    return route.mappings.filter((m) => wanted.has(m));
+  }
 
   route(topic: string): Route {
     let r = this.cache.get(topic);
@@ -77,5 +128,7 @@ export class Router {
  * UTF-8 (control characters as \n, \t, ... or lowercase \u00XX; `/` and non-ASCII unescaped).
  */
 export function wrapPayload(topic: string, payload: Buffer): Buffer {
-  return Buffer.from(`{"topic":${JSON.stringify(topic)},"payload":"${payload.toString('base64')}"}`);
+  return Buffer.from(
+    `{"topic":${JSON.stringify(topic)},"payload":"${payload.toString('base64')}"}`,
+  );
 }

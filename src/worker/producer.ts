@@ -150,7 +150,12 @@ export class KafkaProducerRunner {
       const n = this.errorLog.take();
       if (n >= 0) {
         this.log.warn(
-          { topic: rec.topic, code: kafkaErrorName(err.code), attempts: rec.attempts, suppressed: n },
+          {
+            topic: rec.topic,
+            code: kafkaErrorName(err.code),
+            attempts: rec.attempts,
+            suppressed: n,
+          },
           `kafka delivery failed, retrying: ${err.message}`,
         );
       }
@@ -161,7 +166,11 @@ export class KafkaProducerRunner {
   }
 
   private fail(rec: InFlight, code: number, message: string): void {
-    rec.batch.failures.push({ index: rec.index, code, message: `${kafkaErrorName(code)}: ${message}` });
+    rec.batch.failures.push({
+      index: rec.index,
+      code,
+      message: `${kafkaErrorName(code)}: ${message}`,
+    });
     this.settle(rec.batch, false);
   }
 

@@ -50,11 +50,15 @@ export class ForwarderProcess {
   private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
 
   constructor(configFile: string, env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'forwarder.js'), '--config', configFile], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, LOG_LEVEL: 'debug', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    this.child = spawn(
+      process.execPath,
+      [path.join(REPO_ROOT, 'bin', 'forwarder.js'), '--config', configFile],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, LOG_LEVEL: 'debug', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let buf = '';
     this.child.stdout!.on('data', (c: Buffer) => {
       buf += c.toString();
@@ -87,12 +91,18 @@ export class ForwarderProcess {
   }
 
   /** Resolves with the first log line (past or future) that satisfies `pred`. */
-  waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 30_000, what = 'log line'): Promise<LogLine> {
+  waitForLog(
+    pred: (l: LogLine) => boolean,
+    timeoutMs = 30_000,
+    what = 'log line',
+  ): Promise<LogLine> {
     const seen = this.lines.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new Error(`forwarder: no ${what} within ${timeoutMs} ms; last lines:\n${this.tail()}`));
+        reject(
+          new Error(`forwarder: no ${what} within ${timeoutMs} ms; last lines:\n${this.tail()}`),
+        );
       }, timeoutMs);
       this.waiters.push({
         pred,
@@ -103,7 +113,11 @@ export class ForwarderProcess {
       });
       void this.exited.then(({ code, signal }) => {
         clearTimeout(timer);
-        reject(new Error(`forwarder exited (${code ?? signal}) before ${what}; last lines:\n${this.tail()}`));
+        reject(
+          new Error(
+            `forwarder exited (${code ?? signal}) before ${what}; last lines:\n${this.tail()}`,
+          ),
+        );
       });
     });
   }
@@ -116,13 +130,17 @@ export class ForwarderProcess {
       this.lines.filter((l) => l.msg === 'mqtt subscribed').length < filters ||
       this.lines.filter((l) => l.msg === 'kafka producer connected').length < producers
     ) {
-      if (Date.now() > deadline) throw new Error(`forwarder not ready in ${timeoutMs} ms:\n${this.tail()}`);
+      if (Date.now() > deadline)
+        throw new Error(`forwarder not ready in ${timeoutMs} ms:\n${this.tail()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
 
   /** Sends `signal` and resolves with the exit status (bounded: SIGKILL after `timeoutMs`). */
-  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+  async stop(
+    signal: NodeJS.Signals = 'SIGTERM',
+    timeoutMs = 30_000,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
     const t0 = Date.now();
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
@@ -136,6 +154,8 @@ export class ForwarderProcess {
   }
 
   tail(n = 15): string {
-    return [...this.lines.slice(-n).map((l) => JSON.stringify(l)), ...this.stderr.slice(-5)].join('\n');
+    return [...this.lines.slice(-n).map((l) => JSON.stringify(l)), ...this.stderr.slice(-5)].join(
+      '\n',
+    );
   }
 }

@@ -37,7 +37,9 @@ function parseRecords(out: Buffer): KafkaRecord[] {
 
 function kcat(args: string[], timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const child = spawn('kcat', ['-b', KAFKA_BROKERS, '-q', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('kcat', ['-b', KAFKA_BROKERS, '-q', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const chunks: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -58,7 +60,9 @@ function kcat(args: string[], timeoutMs: number): Promise<Buffer> {
  */
 export async function readAll(topic: string, timeoutMs = 30_000): Promise<KafkaRecord[]> {
   try {
-    return parseRecords(await kcat(['-C', '-t', topic, '-o', 'beginning', '-e', '-f', FORMAT], timeoutMs));
+    return parseRecords(
+      await kcat(['-C', '-t', topic, '-o', 'beginning', '-e', '-f', FORMAT], timeoutMs),
+    );
   } catch (err) {
     if (/Unknown topic|UNKNOWN_TOPIC/i.test(String(err))) return [];
     throw err;
@@ -84,6 +88,10 @@ export async function readUntil(
 }
 
 /** Reads until at least `count` records are in the topic (bounded by `timeoutMs`). */
-export function readAtLeast(topic: string, count: number, timeoutMs = 60_000): Promise<KafkaRecord[]> {
+export function readAtLeast(
+  topic: string,
+  count: number,
+  timeoutMs = 60_000,
+): Promise<KafkaRecord[]> {
   return readUntil(topic, (r) => r.length >= count, timeoutMs);
 }

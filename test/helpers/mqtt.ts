@@ -40,7 +40,12 @@ export async function publishMany(opts: PublishOptions): Promise<void> {
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`publishMany: timed out after ${timeoutMs} ms (sent ${next} of ${opts.count})`)),
+        () =>
+          reject(
+            new Error(
+              `publishMany: timed out after ${timeoutMs} ms (sent ${next} of ${opts.count})`,
+            ),
+          ),
         timeoutMs,
       );
       let next = 0;

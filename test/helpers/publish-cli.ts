@@ -9,7 +9,13 @@ async function main(): Promise<void> {
   const topic = process.argv[3] ?? 'demo/load';
   const qos = Number(process.argv[4] ?? 1) as 0 | 1 | 2;
   const t0 = Date.now();
-  await publishMany({ count, qos, topic: () => topic, payload: (i) => `${i}`.padEnd(100, '.'), maxInflight: 1000 });
+  await publishMany({
+    count,
+    qos,
+    topic: () => topic,
+    payload: (i) => `${i}`.padEnd(100, '.'),
+    maxInflight: 1000,
+  });
   const s = (Date.now() - t0) / 1000;
   console.log(`published ${count} qos${qos} in ${s.toFixed(2)} s = ${Math.round(count / s)} msg/s`);
 }
