@@ -3,8 +3,8 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { loadConfig, resolveConfigPath } from '../config/load';
 import type { Config } from '../config/schema';
-import { configSchema } from '../config/schema';
-import { z } from 'zod';
+import { renderConfigJsonSchema } from '../config/docs';
+import { redactConfig } from '../config/kafka';
 import { ForwarderError } from '../errors';
 import { Forwarder } from '../forwarder';
 import { createLogger } from '../observability/logger';
@@ -84,20 +84,22 @@ export function main(argv: readonly string[]): void {
     .command('check-config')
     .description('validate the config file without connecting to any broker')
     .option('-c, --config <file>', 'config file (default: $CONFIG_FILE, else ./config.yaml)')
-    .action((opts: { config?: string }) => {
+    .option('--print', 'print the effective config (defaults filled in, secrets redacted) as JSON')
+    .action((opts: { config?: string; print?: boolean }) => {
       const flag = opts.config ?? program.opts<{ config?: string }>().config;
       const cfg = readConfig(flag);
-      process.stdout.write(
-        `${resolveConfigPath(flag)}: ok (${cfg.forwarding.length} mapping${cfg.forwarding.length === 1 ? '' : 's'})\n`,
-      );
+      if (opts.print) {
+        process.stdout.write(`${JSON.stringify(redactConfig(cfg), null, 2)}\n`);
+        return;
+      }
+      const n = cfg.forwarding.length;
+      process.stdout.write(`${resolveConfigPath(flag)}: ok (${n} mapping${n === 1 ? '' : 's'})\n`);
     });
   program
     .command('schema')
     .description('print the JSON Schema of the config file')
     .action(() => {
-      process.stdout.write(
-        `${JSON.stringify(z.toJSONSchema(configSchema, { io: 'input' }), null, 2)}\n`,
-      );
+      process.stdout.write(renderConfigJsonSchema());
     });
   program.parseAsync([...argv]).catch((err: unknown) => {
     process.stderr.write(`forwarder: ${err instanceof Error ? err.message : String(err)}\n`);

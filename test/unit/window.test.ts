@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { InflightWindow } from '../../src/dispatch/window';
+import type { WindowEntry } from '../../src/dispatch/window';
+
+function setup(maxMessages = 10, maxBytes = 1_000_000) {
+  const released: number[][] = [];
+  const w = new InflightWindow(maxMessages, maxBytes, (r: readonly WindowEntry[]) =>
+    released.push(r.map((e) => e.messageId)),
+  );
+  return { w, released };
+}
+
+test('releases acks only as the confirmed prefix, in receive order', () => {
+  const { w, released } = setup();
+  const a = w.admit(1, 1, 1, 10, 1);
+  const b = w.admit(1, 2, 1, 10, 1);
+  const c = w.admit(1, 3, 1, 10, 1);
+  w.confirm(c);
+  w.confirm(b);
+  assert.deepEqual(released, [], 'nothing before the oldest is confirmed');
+  w.confirm(a);
+  assert.deepEqual(released, [[1, 2, 3]], 'all three in one release, in order');
+  assert.equal(w.size, 0);
+  assert.equal(w.bytes, 0);
+});
+
+test('a message for several mappings is released after its last delivery', () => {
+  const { w, released } = setup();
+  const a = w.admit(2, 7, 1, 1, 3);
+  w.confirm(a);
+  w.confirm(a);
+  assert.deepEqual(released, []);
+  w.confirm(a);
+  assert.deepEqual(released, [[7]]);
+  assert.throws(() => w.confirm(a), /confirmed more often/);
+});
+
+test('a message matching no mapping is released at once, behind older ones', () => {
+  const { w, released } = setup();
+  const a = w.admit(1, 1, 1, 1, 1);
+  w.admit(1, 2, 1, 1, 0);
+  assert.deepEqual(released, []);
+  w.confirm(a);
+  assert.deepEqual(released, [[1, 2]]);
+});
+
+test('full by count: the reader is held until a release makes room', () => {
+  const { w } = setup(2);
+  const a = w.admit(1, 1, 1, 1, 1);
+  w.admit(1, 2, 1, 1, 1);
+  let resumed = 0;
+  w.whenRoom(() => resumed++);
+  assert.equal(resumed, 0);
+  w.confirm(a);
+  assert.equal(resumed, 1);
+});
+
+test('full by bytes: the reader is held until a release makes room', () => {
+  const { w } = setup(100, 1000);
+  const a = w.admit(1, 1, 1, 999, 1);
+  w.admit(1, 2, 1, 1, 1);
+  let resumed = 0;
+  w.whenRoom(() => resumed++);
+  assert.equal(resumed, 0);
+  w.confirm(a);
+  assert.equal(resumed, 1);
+});
+
+test('after close() the reader is never resumed, and drained() waits for the rest', async () => {
+  const { w } = setup();
+  const a = w.admit(1, 1, 1, 1, 1);
+  w.close();
+  let resumed = 0;
+  w.whenRoom(() => resumed++);
+  let drained = false;
+  const p = w.drained().then(() => (drained = true));
+  await Promise.resolve();
+  assert.equal(drained, false);
+  w.confirm(a);
+  await p;
+  assert.equal(drained, true);
+  assert.equal(resumed, 0);
+});
+
+test('stays in order across compaction of a long run', () => {
+  const { w, released } = setup(5000, 1e9);
+  const entries = Array.from({ length: 4000 }, (_, i) => w.admit(1, i, 1, 1, 1));
+  for (let i = entries.length - 1; i >= 0; i--) w.confirm(entries[i]!);
+  assert.equal(released.length, 1);
+  assert.deepEqual(
+    released[0],
+    Array.from({ length: 4000 }, (_, i) => i),
+  );
+  const more = Array.from({ length: 3000 }, (_, i) => w.admit(1, i, 1, 1, 1));
+  for (const e of more) w.confirm(e);
+  assert.equal(released.flat().length, 7000);
+});
