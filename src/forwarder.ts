@@ -9,6 +9,7 @@ import type { IPublishPacket } from 'mqtt';
 import { buildProducerConfig } from './config/kafka';
 import type { Config } from './config/schema';
 import { Dispatcher } from './dispatch/dispatcher';
+import { ShutdownTimeoutError } from './errors';
 import type { ProducerLanes } from './dispatch/lanes';
 import { InlineLanes, WorkerLanes } from './dispatch/lanes';
 import { InflightWindow } from './dispatch/window';
@@ -173,10 +174,10 @@ export class Forwarder {
     ]);
     clearTimeout(timer);
     if (!drained) {
-      this.log.warn(
-        { unacknowledged: this.window.size },
-        'shutdown timeout: exiting with messages unacknowledged; the broker redelivers them',
+      const err = new ShutdownTimeoutError(
+        `${this.window.size} messages not confirmed by Kafka within ${timeoutMs} ms; they stay unacknowledged and the broker redelivers them`,
       );
+      this.log.warn({ code: err.code, unacknowledged: this.window.size }, err.message);
     }
     await this.source.stop(MQTT_DISCONNECT_MS);
     await this.lanes.close(PRODUCER_FLUSH_MS);

@@ -1,3 +1,4 @@
+import { KafkaDeliveryError } from '../errors';
 import type { Logger } from '../observability/logger';
 import { RateLimitedLog } from '../observability/logger';
 import type { BatchResult } from '../types';
@@ -143,9 +144,17 @@ export class Dispatcher {
   private reportFailure(r: PendingRecord, code: number, message: string): void {
     const n = this.failureLog.take();
     if (n < 0) return;
+    const err = new KafkaDeliveryError(
+      `kafka refused a record of mapping ${this.mappingNames[r.mapping]}: ${message}; holding it (not acknowledged) and retrying every ${RETRY_PERMANENT_MS} ms`,
+    );
     this.log.error(
-      { mapping: this.mappingNames[r.mapping], code: kafkaErrorName(code), suppressed: n },
-      `kafka refused a record: ${message}; holding it and retrying`,
+      {
+        code: err.code,
+        kafkaError: kafkaErrorName(code),
+        mapping: this.mappingNames[r.mapping],
+        suppressed: n,
+      },
+      err.message,
     );
   }
 }

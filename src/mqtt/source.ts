@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { Config } from '../config/schema';
+import { MqttConnectError } from '../errors';
 import type { Logger } from '../observability/logger';
 import type { Subscription } from '../routing/router';
 import type { AckToSend } from './ack-gate';
@@ -71,10 +72,11 @@ export class MqttSource {
         'mqtt connection closed',
       );
     });
-    client.on('error', (err) => {
+    client.on('error', (cause) => {
+      const err = new MqttConnectError(`mqtt ${target}: ${cause.message}`, { cause });
       this.log.error(
-        { broker: target, err: err.message, code: (err as { code?: unknown }).code },
-        'mqtt error',
+        { code: err.code, broker: target, reasonCode: (cause as { code?: unknown }).code },
+        err.message,
       );
     });
     client.on('disconnect', (packet) => {

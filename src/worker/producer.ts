@@ -1,5 +1,6 @@
 import { Producer } from 'node-rdkafka';
 import type { DeliveryReport, LibrdKafkaError } from 'node-rdkafka';
+import { KafkaConnectError } from '../errors';
 import type { Logger } from '../observability/logger';
 import { RateLimitedLog } from '../observability/logger';
 import type { BatchResult, RecordFailure, WorkerInit } from '../types';
@@ -93,11 +94,12 @@ export class KafkaProducerRunner {
         this.producer.setPollInterval(this.init.pollIntervalMs);
         this.log.info({ attempt }, 'kafka producer connected');
         return;
-      } catch (err) {
-        this.log.warn(
-          { attempt, retryInMs: delay, err: errorText(err) },
-          'kafka producer connect failed; retrying',
+      } catch (cause) {
+        const err = new KafkaConnectError(
+          `kafka producer connect to ${String(this.init.global['bootstrap.servers'] ?? this.init.global['metadata.broker.list'])} failed: ${errorText(cause)}; retrying in ${delay} ms`,
+          { cause },
         );
+        this.log.warn({ code: err.code, attempt }, err.message);
       }
       await sleep(delay);
       delay = Math.min(delay * 2, RETRY_MAX_MS);
