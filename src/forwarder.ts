@@ -5,6 +5,7 @@
  *        ▲                                      │
  *        └──── AckGate ◀── InflightWindow ◀─────┘ delivery results
  */
+import type { Server } from 'node:http';
 import type { IPublishPacket } from 'mqtt';
 import { buildProducerConfig } from './config/kafka';
 import type { Config } from './config/schema';
@@ -15,7 +16,9 @@ import { InlineLanes, WorkerLanes } from './dispatch/lanes';
 import { InflightWindow } from './dispatch/window';
 import type { WindowEntry } from './dispatch/window';
 import { MqttSource } from './mqtt/source';
+import { startHttpServer } from './observability/http';
 import type { Logger } from './observability/logger';
+import { Metrics } from './observability/metrics';
 import { RateLimitedLog } from './observability/logger';
 import { Router, wrapPayload } from './routing/router';
 import type { WorkerInit } from './types';
@@ -23,6 +26,11 @@ import type { WorkerInit } from './types';
 /** Producer flush bound at shutdown, after the window drained (or its timeout passed). */
 const PRODUCER_FLUSH_MS = 5_000;
 const MQTT_DISCONNECT_MS = 2_000;
+const TICK_MS = 500;
+/** /healthz fails when the event loop did not turn for this long. */
+const LOOP_STUCK_MS = 10_000;
+/** /readyz fails when the window stayed full without moving for this long. */
+const WINDOW_STALL_MS = 30_000;
 
 export interface ForwarderStats {
   received: number;
@@ -40,6 +48,16 @@ export class Forwarder {
   private readonly unmatchedLog = new RateLimitedLog(10_000);
   private stopped: Promise<boolean> | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private lastTick = performance.now();
+  /** performance.now() when the window was first seen full, 0 while it has room. */
+  private fullSince = 0;
+  private http: Server | undefined;
+  readonly metrics = new Metrics({
+    inflightMessages: () => this.window.size,
+    inflightBytes: () => this.window.bytes,
+    producersReady: () => this.lanes.ready,
+  });
 
   constructor(
     private readonly cfg: Config,
@@ -88,6 +106,7 @@ export class Forwarder {
       },
       cfg.forwarding.map((m) => m.name),
       log,
+      this.metrics,
     );
     this.source = new MqttSource(
       cfg.mqtt,
@@ -97,10 +116,55 @@ export class Forwarder {
         admit: (next) => this.window.whenRoom(next),
       },
       log,
+      this.metrics,
     );
+    this.metrics.windowLimit.set(cfg.mqtt.inflight_window);
+    this.metrics.workers.set(workers);
   }
 
-  start(): void {
+  /** Alive while the event loop keeps turning; see LOOP_STUCK_MS. */
+  health(): { ok: boolean; detail: Record<string, unknown> } {
+    const lagMs = Math.round(performance.now() - this.lastTick);
+    return { ok: lagMs < LOOP_STUCK_MS, detail: { eventLoopLagMs: lagMs } };
+  }
+
+  /**
+   * Ready to take traffic: MQTT connected and subscribed, every producer connected with a
+   * reachable broker, not stopping, and the window not stuck full (a full window that does not
+   * move for WINDOW_STALL_MS means Kafka stopped taking messages).
+   */
+  readiness(): { ok: boolean; detail: Record<string, unknown> } {
+    const stalledMs =
+      this.window.hasRoom || this.fullSince === 0
+        ? 0
+        : Math.round(performance.now() - this.fullSince);
+    const detail = {
+      mqttConnected: this.source.connected,
+      mqttSubscribed: this.source.subscribed,
+      producersReady: this.lanes.ready,
+      producers: this.lanes.count,
+      inflight: this.window.size,
+      windowStalledMs: stalledMs,
+      stopping: this.stopped !== undefined,
+    };
+    const ok =
+      detail.mqttSubscribed &&
+      detail.producersReady === detail.producers &&
+      stalledMs < WINDOW_STALL_MS &&
+      !detail.stopping;
+    return { ok, detail };
+  }
+
+  async start(): Promise<void> {
+    if (this.cfg.http.enabled) {
+      this.http = await startHttpServer(
+        this.cfg.http.host,
+        this.cfg.http.port,
+        this,
+        this.metrics,
+        this.log,
+      );
+    }
     this.log.info(
       {
         mappings: this.cfg.forwarding.length,
@@ -111,6 +175,12 @@ export class Forwarder {
       'forwarder starting',
     );
     this.source.start();
+    this.tickTimer = setInterval(() => {
+      const now = performance.now();
+      this.lastTick = now;
+      if (this.window.hasRoom) this.fullSince = 0;
+      else if (this.fullSince === 0) this.fullSince = now;
+    }, TICK_MS).unref();
     this.statsTimer = setInterval(() => {
       this.log.debug(
         { ...this.stats, window: this.window.size, windowBytes: this.window.bytes },
@@ -121,6 +191,7 @@ export class Forwarder {
 
   private onPublish(packet: IPublishPacket, conn: number): void {
     this.stats.received++;
+    this.metrics.received.inc();
     const topic = packet.topic;
     const payload = packet.payload as Buffer;
     const route = this.router.route(topic);
@@ -134,6 +205,7 @@ export class Forwarder {
     );
     if (mappings.length === 0) {
       this.stats.unmatched++;
+      this.metrics.unmatched.inc();
       const n = this.unmatchedLog.take();
       if (n >= 0)
         this.log.warn(
@@ -181,6 +253,10 @@ export class Forwarder {
     }
     await this.source.stop(MQTT_DISCONNECT_MS);
     await this.lanes.close(PRODUCER_FLUSH_MS);
+    clearInterval(this.tickTimer);
+    await new Promise<void>((resolve) =>
+      this.http ? this.http.close(() => resolve()) : resolve(),
+    );
     this.log.info({ ...this.stats }, 'forwarder stopped');
     return drained;
   }

@@ -62,3 +62,11 @@ export interface ShutdownResult {
 }
 
 export type WorkerResult = BatchResult | ShutdownResult;
+
+/** BroadcastChannel on which workers announce their producer's readiness. */
+export const PRODUCER_STATUS_CHANNEL = 'mqtt-kafka-forwarder:producer-status';
+
+export interface ProducerStatus {
+  readonly threadId: number;
+  readonly ready: boolean;
+}

@@ -62,7 +62,17 @@ async function run(opts: { config?: string }): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  forwarder.start();
+  try {
+    await forwarder.start();
+  } catch (err) {
+    // E.g. the HTTP port is taken: fail fast and visibly rather than run without probes.
+    log.fatal(
+      { err },
+      `forwarder failed to start: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    log.flush();
+    process.exit(1);
+  }
 }
 
 export function main(argv: readonly string[]): void {

@@ -165,6 +165,12 @@ function renderMarkdownUnformatted(): string {
       'dispatch',
       `${descriptionOf(shape.dispatch) ?? ''} The whole section is optional.`,
     ),
+    section(
+      '`http`',
+      shape.http,
+      'http',
+      `${descriptionOf(shape.http) ?? ''} The whole section is optional.`,
+    ),
     section('Top-level settings', topLevel, '', 'Keys at the top level of the file.'),
     `## Rules that span fields\n\n${CONFIG_RULES.map((r) => `- ${r}`).join('\n')}\n`,
   ];
@@ -174,6 +180,7 @@ function renderMarkdownUnformatted(): string {
     'kafka',
     'forwarding',
     'dispatch',
+    'http',
     ...Object.keys(topLevel.shape),
   ]);
   const missing = Object.keys(shape).filter((k) => !documented.has(k));

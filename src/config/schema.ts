@@ -179,6 +179,31 @@ const mappingSchema = z.strictObject({
     ),
 });
 
+const httpSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe('Serve /healthz, /readyz and /metrics. Off: no listening socket at all.'),
+    host: z
+      .string()
+      .min(1)
+      .default('0.0.0.0')
+      .describe(
+        'Address the HTTP server binds to. 0.0.0.0 lets Kubernetes probes and Prometheus reach it; 127.0.0.1 keeps it local.',
+      ),
+    port: z
+      .int()
+      .min(0)
+      .max(65535)
+      .default(8080)
+      .describe(
+        'TCP port of the HTTP server (the reference service also uses 8080). 0: any free port (logged).',
+      ),
+  })
+  .prefault({})
+  .describe('Health, readiness and Prometheus metrics endpoints.');
+
 const dispatchSchema = z
   .strictObject({
     workers: z
@@ -336,6 +361,7 @@ export const configSchema = z
       .min(1)
       .describe('Topic mappings: each MQTT topic filter and the Kafka topic its messages go to.'),
     dispatch: dispatchSchema,
+    http: httpSchema,
     log_level: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info')

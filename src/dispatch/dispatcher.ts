@@ -1,5 +1,7 @@
 import { KafkaDeliveryError } from '../errors';
+import type { Counter, Histogram } from 'prom-client';
 import type { Logger } from '../observability/logger';
+import type { Metrics } from '../observability/metrics';
 import { RateLimitedLog } from '../observability/logger';
 import type { BatchResult } from '../types';
 import type { PackedRecord } from '../worker/codec';
@@ -41,6 +43,10 @@ const RETRY_PERMANENT_MS = 5_000;
 export class Dispatcher {
   private readonly lanes: Lane[];
   private readonly failureLog = new RateLimitedLog(5_000);
+  // Metric children bound once per mapping: a label lookup per record would cost more.
+  private readonly forwarded: Counter.Internal[];
+  private readonly failed: Counter.Internal[];
+  private readonly latency: Histogram.Internal<'mapping'>[];
 
   constructor(
     private readonly producers: ProducerLanes,
@@ -48,7 +54,11 @@ export class Dispatcher {
     private readonly opts: DispatchOptions,
     private readonly mappingNames: readonly string[],
     private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {
+    this.forwarded = mappingNames.map((m) => metrics.forwarded.labels(m));
+    this.failed = mappingNames.map((m) => metrics.failed.labels(m));
+    this.latency = mappingNames.map((m) => metrics.latency.labels(m));
     this.lanes = Array.from({ length: producers.count }, (_, index) => ({
       index,
       open: [],
@@ -99,6 +109,7 @@ export class Dispatcher {
     while (l.inFlight < this.opts.batchesPerLane && l.sealed.length > 0) {
       const batch = l.sealed.shift()!;
       l.inFlight++;
+      this.metrics.batchSize.observe(batch.length);
       this.producers.run(l.index, packBatch(batch)).then(
         (result) => this.onResult(l, batch, result),
         (err: unknown) => this.onTaskError(l, batch, err),
@@ -108,18 +119,20 @@ export class Dispatcher {
 
   private onResult(l: Lane, batch: PendingRecord[], result: BatchResult): void {
     l.inFlight--;
+    const now = performance.now();
     if (result.failures.length === 0) {
-      for (const r of batch) this.window.confirm(r.entry);
+      for (const r of batch) this.confirm(r, now);
     } else {
       const failed = new Set<number>();
       for (const f of result.failures) {
         failed.add(f.index);
+        this.failed[batch[f.index]!.mapping]!.inc();
         this.reportFailure(batch[f.index]!, f.code, f.message);
       }
       const retry: PendingRecord[] = [];
       for (let i = 0; i < batch.length; i++) {
         if (failed.has(i)) retry.push(batch[i]!);
-        else this.window.confirm(batch[i]!.entry);
+        else this.confirm(batch[i]!, now);
       }
       // Kafka refused these for a reason retrying will not fix by itself (size, ACL, missing
       // topic). Until per-mapping error policies exist they are held and retried, so nothing is
@@ -130,6 +143,12 @@ export class Dispatcher {
       }, RETRY_PERMANENT_MS).unref();
     }
     this.pump(l);
+  }
+
+  private confirm(r: PendingRecord, now: number): void {
+    this.forwarded[r.mapping]!.inc();
+    this.latency[r.mapping]!.observe((now - r.entry.receivedAt) / 1000);
+    this.window.confirm(r.entry);
   }
 
   private onTaskError(l: Lane, batch: PendingRecord[], err: unknown): void {

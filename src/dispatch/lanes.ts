@@ -2,7 +2,16 @@ import path from 'node:path';
 import { Piscina } from 'piscina';
 import type { PiscinaTask } from 'piscina';
 import type { Logger } from '../observability/logger';
-import type { BatchResult, BatchTask, ShutdownResult, ShutdownTask, WorkerInit } from '../types';
+import { BroadcastChannel } from 'node:worker_threads';
+import { PRODUCER_STATUS_CHANNEL } from '../types';
+import type {
+  BatchResult,
+  BatchTask,
+  ProducerStatus,
+  ShutdownResult,
+  ShutdownTask,
+  WorkerInit,
+} from '../types';
 import { KafkaProducerRunner } from '../worker/producer';
 
 /**
@@ -11,6 +20,8 @@ import { KafkaProducerRunner } from '../worker/producer';
  */
 export interface ProducerLanes {
   readonly count: number;
+  /** Producers that are connected with a reachable broker right now. */
+  readonly ready: number;
   run(lane: number, buffer: ArrayBuffer): Promise<BatchResult>;
   /** Flushes and disconnects every producer; resolves when no native call is pending anywhere. */
   close(flushTimeoutMs: number): Promise<void>;
@@ -42,6 +53,8 @@ type LaneBalancer = NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadB
 
 export class WorkerLanes implements ProducerLanes {
   private readonly pool: Piscina;
+  private readonly status = new BroadcastChannel(PRODUCER_STATUS_CHANNEL);
+  private readonly readyThreads = new Set<number>();
 
   constructor(
     readonly count: number,
@@ -66,6 +79,18 @@ export class WorkerLanes implements ProducerLanes {
       workerData: init,
     });
     this.pool.on('error', (err: unknown) => this.log.error({ err }, 'worker pool error'));
+    this.status.onmessage = (ev) => {
+      const s = (ev as { data: ProducerStatus }).data;
+      if (s.ready) this.readyThreads.add(s.threadId);
+      else this.readyThreads.delete(s.threadId);
+    };
+    // Status updates must not keep the process alive once everything else closed.
+    this.status.unref();
+    this.log.info({ workers: count, batchesPerWorker }, 'worker pool started');
+  }
+
+  get ready(): number {
+    return this.readyThreads.size;
   }
 
   run(lane: number, buffer: ArrayBuffer): Promise<BatchResult> {
@@ -93,6 +118,7 @@ export class WorkerLanes implements ProducerLanes {
     for (const r of results) {
       if (r.status === 'rejected') this.log.error({ err: r.reason }, 'worker shutdown task failed');
     }
+    this.status.close();
     await this.pool.destroy();
     this.log.info({ workers: this.count }, 'worker pool stopped');
   }
@@ -102,9 +128,16 @@ export class WorkerLanes implements ProducerLanes {
 export class InlineLanes implements ProducerLanes {
   readonly count = 1;
   private readonly runner: KafkaProducerRunner;
+  private isReady = false;
 
   constructor(init: WorkerInit, log: Logger) {
-    this.runner = new KafkaProducerRunner(init, log.child({ thread: 'main' }));
+    this.runner = new KafkaProducerRunner(init, log.child({ thread: 'main' }), (ready) => {
+      this.isReady = ready;
+    });
+  }
+
+  get ready(): number {
+    return this.isReady ? 1 : 0;
   }
 
   run(_lane: number, buffer: ArrayBuffer): Promise<BatchResult> {

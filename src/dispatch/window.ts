@@ -16,6 +16,8 @@ export interface WindowEntry {
   /** Connection generation the message arrived on; acks are only valid on that connection. */
   readonly conn: number;
   readonly bytes: number;
+  /** performance.now() at receipt, for the delivery latency metric. */
+  readonly receivedAt: number;
 }
 
 export type ReleaseHandler = (released: readonly WindowEntry[]) => void;
@@ -62,6 +64,7 @@ export class InflightWindow {
       messageId,
       conn,
       bytes,
+      receivedAt: performance.now(),
     };
     this.entries.push(entry);
     this.heldBytes += bytes;

@@ -4,6 +4,7 @@ import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { Config } from '../config/schema';
 import { MqttConnectError } from '../errors';
 import type { Logger } from '../observability/logger';
+import type { Metrics } from '../observability/metrics';
 import type { Subscription } from '../routing/router';
 import type { AckToSend } from './ack-gate';
 import { AckGate } from './ack-gate';
@@ -22,6 +23,8 @@ export class MqttSource {
   private gate: AckGate | undefined;
   private backoff: number;
   private subscribedOnce = false;
+  /** Subscriptions of the current connection the broker has granted (or the session holds). */
+  private subscribedNow = false;
   private stopping = false;
 
   constructor(
@@ -29,12 +32,18 @@ export class MqttSource {
     private readonly subscriptions: readonly Subscription[],
     private readonly hooks: SourceHooks,
     private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {
     this.backoff = cfg.reconnect_min_ms;
   }
 
   get connected(): boolean {
     return this.client?.connected ?? false;
+  }
+
+  /** Connected, and every mapping's filter is subscribed on this connection's session. */
+  get subscribed(): boolean {
+    return this.connected && this.subscribedNow;
   }
 
   start(): void {
@@ -44,6 +53,7 @@ export class MqttSource {
     const target = `${this.cfg.host}:${this.cfg.port}`;
 
     client.on('connect', (connack) => {
+      this.metrics.mqttConnected.set(1);
       this.backoff = this.cfg.reconnect_min_ms;
       client.options.reconnectPeriod = this.backoff;
       this.log.info(
@@ -55,14 +65,18 @@ export class MqttSource {
         'mqtt connected',
       );
       if (!connack.sessionPresent || !this.subscribedOnce) this.subscribe(client);
+      else this.subscribedNow = true;
     });
     client.on('reconnect', () => {
+      this.metrics.mqttReconnects.inc();
       this.log.info(
         { broker: target, delayMs: client.options.reconnectPeriod },
         'mqtt reconnecting',
       );
     });
     client.on('close', () => {
+      this.metrics.mqttConnected.set(0);
+      this.subscribedNow = false;
       if (this.stopping) return;
       // mqtt.js reconnects after a fixed period; growing it here turns that into backoff.
       client.options.reconnectPeriod = this.backoff;
@@ -92,6 +106,8 @@ export class MqttSource {
     // router needs to know which filter each delivered copy was sent for.
     const v5 = this.cfg.protocol_version === 5;
     const groups = v5 ? this.subscriptions.map((s) => [s]) : [this.subscriptions];
+    let pending = groups.length;
+    let refused = false;
     for (const group of groups) {
       const topics: Record<string, { qos: 0 | 1 | 2 }> = {};
       for (const s of group) topics[s.filter] = { qos: s.qos };
@@ -101,10 +117,10 @@ export class MqttSource {
           this.log.error({ err: err.message }, 'mqtt subscribe failed');
           return;
         }
-        this.subscribedOnce = true;
         for (const g of granted ?? []) {
           // 128 and above: the broker refused this filter (MQTT 3.1.1: 0x80; MQTT 5: reason codes).
           if (g.qos >= 128) {
+            refused = true;
             this.log.error(
               { filter: g.topic, reasonCode: g.qos },
               'mqtt subscription refused by broker',
@@ -112,6 +128,10 @@ export class MqttSource {
           } else {
             this.log.info({ filter: g.topic, qos: g.qos }, 'mqtt subscribed');
           }
+        }
+        if (--pending === 0 && !refused) {
+          this.subscribedOnce = true;
+          this.subscribedNow = true;
         }
       });
     }

@@ -2,15 +2,20 @@
  * Piscina worker: one Kafka producer per thread, created when the thread starts so that it
  * connects while the pool warms up rather than on the first batch.
  */
-import { threadId } from 'node:worker_threads';
+import { BroadcastChannel, threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { createLogger } from '../observability/logger';
-import type { WorkerInit, WorkerResult, WorkerTask } from '../types';
+import { PRODUCER_STATUS_CHANNEL } from '../types';
+import type { ProducerStatus, WorkerInit, WorkerResult, WorkerTask } from '../types';
 import { KafkaProducerRunner } from './producer';
 
 const init = workerData as WorkerInit;
 const log = createLogger(init.logLevel, { thread: threadId });
-const runner = new KafkaProducerRunner(init, log);
+const status = new BroadcastChannel(PRODUCER_STATUS_CHANNEL);
+const runner = new KafkaProducerRunner(init, log, (ready) => {
+  const msg: ProducerStatus = { threadId, ready };
+  status.postMessage(msg);
+});
 
 export default async function run(task: WorkerTask): Promise<WorkerResult> {
   switch (task.kind) {
@@ -18,6 +23,7 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
       return runner.handleBatch(task.buffer);
     case 'shutdown': {
       const first = await runner.shutdown(task.flushTimeoutMs);
+      status.close();
       return { kind: 'shutdown', threadId, first };
     }
   }

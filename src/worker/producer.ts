@@ -28,6 +28,7 @@ interface BatchState {
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
 const QUEUE_FULL_WAIT_MS = 5;
+const STATS_INTERVAL_MS = 5_000;
 
 /**
  * One Kafka producer and the bookkeeping that turns librdkafka's per-message delivery reports
@@ -49,16 +50,27 @@ export class KafkaProducerRunner {
   /** The connect loop; settles once connected or once stopping was requested. */
   private readonly connecting: Promise<void>;
   private inFlight = 0;
+  /** Last reported state; see reportStatus. */
+  private reported: boolean | undefined;
+  private brokersUp = true;
 
   constructor(
     private readonly init: WorkerInit,
     log: Logger,
+    private readonly onStatus: (ready: boolean) => void = () => undefined,
   ) {
     this.log = log;
     this.producer = new Producer(
-      { ...init.global, dr_cb: true } as ConstructorParameters<typeof Producer>[0],
+      {
+        // librdkafka reports broker connection states only through its statistics; they tell
+        // readiness whether Kafka is reachable while no message flows.
+        'statistics.interval.ms': STATS_INTERVAL_MS,
+        ...init.global,
+        dr_cb: true,
+      } as ConstructorParameters<typeof Producer>[0],
       init.topic as ConstructorParameters<typeof Producer>[1],
     );
+    this.producer.on('event.stats', (ev: { message: string }) => this.onStats(ev.message));
     this.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
     this.producer.on('event.error', (err: LibrdKafkaError) => {
       const n = this.errorLog.take();
@@ -91,6 +103,8 @@ export class KafkaProducerRunner {
           );
         });
         this.connected = true;
+        this.brokersUp = true;
+        this.reportStatus();
         this.producer.setPollInterval(this.init.pollIntervalMs);
         this.log.info({ attempt }, 'kafka producer connected');
         return;
@@ -104,6 +118,29 @@ export class KafkaProducerRunner {
       await sleep(delay);
       delay = Math.min(delay * 2, RETRY_MAX_MS);
     }
+  }
+
+  private onStats(json: string): void {
+    try {
+      const stats = JSON.parse(json) as {
+        brokers?: Record<string, { state?: string; nodeid?: number }>;
+      };
+      const brokers = Object.values(stats.brokers ?? {}).filter((b) => (b.nodeid ?? -1) >= 0);
+      this.brokersUp = brokers.length === 0 || brokers.some((b) => b.state === 'UP');
+    } catch {
+      return;
+    }
+    this.reportStatus();
+  }
+
+  /** Tells the owner whether this producer can deliver now (connected, a broker reachable). */
+  private reportStatus(): void {
+    const ready = this.connected && this.brokersUp && !this.stopping;
+    if (ready === this.reported) return;
+    this.reported = ready;
+    if (!ready && this.connected && !this.stopping)
+      this.log.warn('kafka producer has no reachable broker');
+    this.onStatus(ready);
   }
 
   /** Produces every record of the batch; settles once each has a final outcome. */
@@ -145,6 +182,10 @@ export class KafkaProducerRunner {
     this.inFlight--;
     if (!err) {
       this.settle(rec.batch, true);
+      if (!this.brokersUp) {
+        this.brokersUp = true;
+        this.reportStatus();
+      }
       return;
     }
     if (isRetriableKafkaError(err.code) && !this.stopping) {
@@ -194,6 +235,7 @@ export class KafkaProducerRunner {
       return false;
     }
     this.stopping = true;
+    this.reportStatus();
     this.shutdownDone = (async () => {
       // A pending connect attempt is a native call too: wait for it to settle first.
       await this.connecting;

@@ -22,14 +22,22 @@ export interface MappingSpec {
 /** A config for the test stack; `overrides` are merged one level deep per section. */
 export function testConfig(
   forwarding: MappingSpec[],
-  overrides: { mqtt?: object; kafka?: object; dispatch?: object; [k: string]: unknown } = {},
+  overrides: {
+    mqtt?: object;
+    kafka?: object;
+    dispatch?: object;
+    http?: object;
+    [k: string]: unknown;
+  } = {},
 ): Record<string, unknown> {
-  const { mqtt, kafka, dispatch, ...rest } = overrides;
+  const { mqtt, kafka, dispatch, http, ...rest } = overrides;
   return {
     mqtt: { host: MQTT_HOST, port: MQTT_PORT, client_id: '', ...mqtt },
     kafka: { bootstrap_server: '127.0.0.1', port: KAFKA_PORT, ...kafka },
     forwarding,
     dispatch: { ...dispatch },
+    // Any free port: several forwarders run at once in some tests.
+    http: { host: '127.0.0.1', port: 0, ...(http as object | undefined) },
     log_level: 'debug',
     ...rest,
   };
