@@ -1,0 +1,127 @@
+/**
+ * The CLI as a user meets it: exit codes, one line per config problem, no stack traces,
+ * `check-config` without any broker, `--version`, the HTTP endpoints of a running forwarder.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { REPO_ROOT, uniqueName } from '../helpers/env';
+import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+
+const BIN = path.join(REPO_ROOT, 'bin', 'forwarder.js');
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('--version prints the package version', () => {
+  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  const r = cli(['--version']);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim(), pkg.version);
+});
+
+test("check-config accepts the repository's config.yaml without connecting", () => {
+  // Ports nobody listens on: check-config must not try.
+  const r = cli(['check-config'], { MQTT_PORT: '1', KAFKA_PORT: '1' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /config\.yaml: ok \(2 mappings\)/);
+});
+
+test('check-config reports every problem on its own line, exit 2, no stack trace', () => {
+  const file = writeConfig({
+    mqtt: {
+      host: 'h',
+      port: 70000,
+      clientid: 'x',
+      tls: { ca_cert: 'ca.pem', client_cert: 'c.pem' },
+    },
+    kafka: { bootstrap_server: 'k' },
+    forwarding: [
+      { name: 'a', mqtt: { topic: 'a/#/b' }, kafka: { topic: 'ok' } },
+      { name: 'a', mqtt: { topic: 'a/b+' }, kafka: { topic: 'bad topic' } },
+    ],
+  });
+  const r = cli(['check-config', '--config', file]);
+  assert.equal(r.code, 2);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  for (const line of [
+    'mqtt.port: ',
+    'mqtt.clientid: unknown key (did you mean "client_id"?)',
+    'mqtt.tls.client_cert: client_cert requires client_key',
+    "forwarding[0].mqtt.topic: '#' must be the last level",
+    'forwarding[1].name: duplicate mapping name "a" (first used at forwarding[0])',
+    'forwarding[1].mqtt.topic: ',
+    'forwarding[1].kafka.topic: ',
+  ]) {
+    assert.ok(r.stderr.includes(line), `stderr lacks ${JSON.stringify(line)}:\n${r.stderr}`);
+  }
+});
+
+test('CONFIG_FILE is used, and --config wins over it', () => {
+  const good = writeConfig(
+    testConfig([{ name: 'x', mqtt: { topic: 'x' }, kafka: { topic: 'x' } }]),
+  );
+  const missing = path.join(path.dirname(good), 'missing.yaml');
+  const viaEnv = cli(['check-config'], { CONFIG_FILE: good });
+  assert.equal(viaEnv.code, 0, viaEnv.stderr);
+  assert.ok(viaEnv.stdout.startsWith(good));
+  const flagWins = cli(['check-config', '--config', missing], { CONFIG_FILE: good });
+  assert.equal(flagWins.code, 2);
+  assert.match(flagWins.stderr, /missing\.yaml/);
+});
+
+test('an unset ${VAR} is named with the path where it is used', () => {
+  const file = writeConfig(
+    testConfig([{ name: 'x', mqtt: { topic: 'x' }, kafka: { topic: 'x' } }]),
+  );
+  writeFileSync(
+    file,
+    `${readFileSync(file, 'utf8')}\n`.replace('client_id: ""', 'client_id: ${MKF_UNSET_VAR}'),
+  );
+  const r = cli(['check-config', '--config', file], { MKF_UNSET_VAR: undefined });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /mqtt\.client_id: .*MKF_UNSET_VAR/);
+});
+
+test('a running forwarder serves /healthz, /readyz and /metrics, and exits 0 on SIGTERM', async () => {
+  const name = uniqueName('cli');
+  const fwd = new ForwarderProcess(
+    writeConfig(
+      testConfig([{ name: 'probe', mqtt: { topic: `${name}/#` }, kafka: { topic: name } }]),
+    ),
+  );
+  try {
+    await fwd.ready(1, 1);
+    const listening = await fwd.waitForLog((l) => l.msg === 'http server listening');
+    const base = `http://127.0.0.1:${String(listening['port'])}`;
+    const health = await fetch(`${base}/healthz`);
+    assert.equal(health.status, 200);
+    // Readiness follows the producers' first statistics; poll briefly.
+    let ready: Response | undefined;
+    for (let i = 0; i < 50; i++) {
+      ready = await fetch(`${base}/readyz`);
+      if (ready.status === 200) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(ready?.status, 200, await ready?.text());
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    assert.match(metrics, /^mkf_mqtt_connected 1$/m);
+    assert.match(metrics, /^mkf_kafka_producers_connected 1$/m);
+    assert.match(metrics, /^mkf_inflight_window_limit 1000$/m);
+    assert.doesNotMatch(metrics, new RegExp(`topic=`), 'no label by MQTT topic');
+  } finally {
+    const { code } = await fwd.stop();
+    assert.equal(code, 0, fwd.tail());
+  }
+});
