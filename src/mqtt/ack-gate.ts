@@ -13,6 +13,10 @@
  *   only at PUBREL, hence messages are taken from 'packetreceive' (PUBLISH, every QoS).
  * - Reading stops by withholding mqtt.js's continuation callback (QoS 0 in `handleMessage`,
  *   the public backpressure hook; QoS 1/2 where the ack would have been written).
+ * - While reading is stopped mqtt.js cannot read PINGRESP either, and would drop a healthy
+ *   connection after 1.5 × keepalive — during every Kafka outage longer than that. So while
+ *   stalled the gate sends PINGREQ itself (the broker sees a live client) and keeps mqtt.js's
+ *   keepalive timer from expiring; the PINGRESPs wait in the socket and are read on resume.
  * - mqtt.js enforces its advertised receive-maximum on unreleased QoS 2 ids and drops the
  *   connection beyond it; mosquitto 2.0.11 overshoots it under backlog (DESIGN.md). The
  *   forwarder's window is the real bound, so that check is relaxed.
@@ -45,6 +49,7 @@ interface ClientInternals {
   _sendPacket: SendPacket;
   _trackIncomingQoS2Publish: (messageId: number, done: () => void, pump?: unknown) => boolean;
   _incomingQoS2Ids: Set<number>;
+  reschedulePing: (force?: boolean) => void;
   handleMessage: (packet: IPublishPacket, cb: (err?: Error) => void) => void;
   stream?: NodeJS.WritableStream & { cork(): void; uncork(): void };
 }
@@ -54,13 +59,19 @@ export const PINNED_MQTT_VERSION = '5.16.0';
 export class AckGate {
   private conn = 0;
   private readonly send: SendPacket;
+  private stallTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly client: MqttClient,
     hooks: AckGateHooks,
   ) {
     const c = client as unknown as ClientInternals;
-    for (const name of ['_sendPacket', '_trackIncomingQoS2Publish', 'handleMessage'] as const) {
+    for (const name of [
+      '_sendPacket',
+      '_trackIncomingQoS2Publish',
+      'handleMessage',
+      'reschedulePing',
+    ] as const) {
       if (typeof c[name] !== 'function') {
         throw new MqttInternalsError(
           `mqtt.js has no ${name}(); the ack gate needs mqtt ${PINNED_MQTT_VERSION} exactly`,
@@ -78,25 +89,60 @@ export class AckGate {
     client.on('connect', () => {
       this.conn++;
     });
+    client.on('close', () => this.endStall());
     client.on('packetreceive', (packet) => {
       if (packet.cmd === 'publish') hooks.onPublish(packet, this.conn);
     });
+    const admit = (next: () => void): void => {
+      let resumed = false;
+      hooks.admit(() => {
+        resumed = true;
+        this.endStall();
+        next();
+      });
+      if (!resumed) this.beginStall();
+    };
     c._sendPacket = (packet, cb, ...rest) => {
       if (packet['cmd'] === 'puback' || packet['cmd'] === 'pubrec') {
-        hooks.admit(() => cb?.());
+        admit(() => cb?.());
         return;
       }
       this.send(packet, cb, ...rest);
     };
     c.handleMessage = (packet, cb) => {
       // QoS 2 reaches handleMessage at PUBREL, when it was already admitted at PUBLISH.
-      if (packet.qos === 0) hooks.admit(() => cb());
+      if (packet.qos === 0) admit(() => cb());
       else cb();
     };
     c._trackIncomingQoS2Publish = (messageId) => {
       c._incomingQoS2Ids.add(messageId);
       return true;
     };
+  }
+
+  /** True while mqtt.js is held from reading (the window is full or closed). */
+  get stalled(): boolean {
+    return this.stallTimer !== undefined;
+  }
+
+  private beginStall(): void {
+    const keepaliveS = this.client.options.keepalive ?? 0;
+    if (this.stallTimer !== undefined || keepaliveS <= 0) return;
+    const c = this.client as unknown as ClientInternals;
+    this.stallTimer = setInterval(
+      () => {
+        if (!this.client.connected) return;
+        this.send({ cmd: 'pingreq' });
+        c.reschedulePing(true);
+      },
+      (keepaliveS * 1000) / 2,
+    );
+    this.stallTimer.unref();
+  }
+
+  private endStall(): void {
+    clearInterval(this.stallTimer);
+    this.stallTimer = undefined;
   }
 
   /** Generation of the current connection (incremented on every CONNACK). */
