@@ -52,6 +52,8 @@ export class Forwarder {
   private lastTick = performance.now();
   /** performance.now() when the window was first seen full, 0 while it has room. */
   private fullSince = 0;
+  /** Set while a `stop` policy holds a refused message. */
+  private haltReason: string | undefined;
   private http: Server | undefined;
   readonly metrics = new Metrics({
     inflightMessages: () => this.window.size,
@@ -63,7 +65,15 @@ export class Forwarder {
     private readonly cfg: Config,
     private readonly log: Logger,
   ) {
-    const kafkaTopics = [...new Set(cfg.forwarding.map((m) => m.kafka.topic))];
+    const kafkaTopics = [
+      ...new Set(
+        cfg.forwarding.flatMap((m) =>
+          m.dead_letter_topic === undefined
+            ? [m.kafka.topic]
+            : [m.kafka.topic, m.dead_letter_topic],
+        ),
+      ),
+    ];
     const producer = buildProducerConfig(cfg);
     const init: WorkerInit = {
       global: producer.global,
@@ -104,9 +114,16 @@ export class Forwarder {
         lingerMs: cfg.dispatch.linger_ms,
         batchesPerLane: cfg.dispatch.batches_per_worker,
       },
-      cfg.forwarding.map((m) => m.name),
+      cfg.forwarding.map((m) => ({
+        name: m.name,
+        onError: m.on_error,
+        ...(m.dead_letter_topic === undefined
+          ? {}
+          : { deadLetterTopicIndex: kafkaTopics.indexOf(m.dead_letter_topic) }),
+      })),
       log,
       this.metrics,
+      (halted, reason) => this.onHalt(halted, reason),
     );
     this.source = new MqttSource(
       cfg.mqtt,
@@ -145,12 +162,14 @@ export class Forwarder {
       producers: this.lanes.count,
       inflight: this.window.size,
       windowStalledMs: stalledMs,
+      halted: this.haltReason ?? false,
       stopping: this.stopped !== undefined,
     };
     const ok =
       detail.mqttSubscribed &&
       detail.producersReady === detail.producers &&
       stalledMs < WINDOW_STALL_MS &&
+      this.haltReason === undefined &&
       !detail.stopping;
     return { ok, detail };
   }
@@ -202,6 +221,7 @@ export class Forwarder {
       conn,
       payload.byteLength,
       mappings.length,
+      packet.retain,
     );
     if (mappings.length === 0) {
       this.stats.unmatched++;
@@ -217,7 +237,22 @@ export class Forwarder {
     for (const m of mappings) {
       const mapping = this.router.mappings[m]!;
       const value = mapping.wrap ? wrapPayload(topic, payload) : payload;
-      this.dispatcher.add(route.lane, entry, m, mapping.kafkaTopicIndex, route.key, value);
+      this.dispatcher.add(route.lane, entry, m, mapping.kafkaTopicIndex, route.key, value, payload);
+    }
+  }
+
+  /** A mapping's `stop` policy holds a refused message: stop reading until Kafka takes it. */
+  private onHalt(halted: boolean, reason: string): void {
+    this.haltReason = halted ? reason : undefined;
+    if (halted) {
+      this.window.pause();
+      this.log.error(
+        { reason },
+        'stopped reading MQTT: a message Kafka refuses is held (on_error: stop)',
+      );
+    } else {
+      this.window.resume();
+      this.log.info('Kafka took the held message; reading MQTT again');
     }
   }
 
@@ -237,6 +272,7 @@ export class Forwarder {
     clearInterval(this.statsTimer);
     this.window.close();
     this.dispatcher.flushAll();
+    this.dispatcher.stopRetries();
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
       this.window.drained().then(() => true),

@@ -171,6 +171,18 @@ const mappingSchema = z.strictObject({
         .describe('Kafka topic the messages are produced to.'),
     })
     .describe('Where the messages go.'),
+  on_error: z
+    .enum(['stop', 'skip', 'dead_letter'])
+    .default('stop')
+    .describe(
+      'What to do with a message Kafka refuses for a reason retrying cannot fix (larger than the broker allows, topic missing with auto-create off, not authorised). stop: stop reading MQTT, report not ready, keep the message unacknowledged and retry it every 30 s (nothing is lost; the forwarder resumes by itself once Kafka takes it). skip: log and count it, then acknowledge it (it is lost on purpose). dead_letter: produce it to dead_letter_topic with its original payload and headers naming the MQTT topic, QoS, retain flag, mapping and error, then acknowledge it. Transient errors are always retried without limit.',
+    ),
+  dead_letter_topic: z
+    .string()
+    .meta(KAFKA_TOPIC_JSON_SCHEMA)
+    .superRefine(checked(kafkaTopicProblem))
+    .optional()
+    .describe('Kafka topic for on_error: dead_letter. Required with it, not allowed without it.'),
   wrap_as_json: z
     .boolean()
     .default(false)
@@ -255,6 +267,7 @@ export const CONFIG_RULES: readonly string[] = [
   '`mqtt.tls.client_cert` and `mqtt.tls.client_key` are set together or not at all.',
   '`mqtt.reconnect_min_ms` is at most `mqtt.reconnect_max_ms`.',
   'Every `forwarding[].name` is unique.',
+  '`forwarding[].dead_letter_topic` is set exactly when `forwarding[].on_error` is `dead_letter`.',
   '`kafka.config`: `enable.idempotence=true` requires `acks=all`.',
   `\`kafka.config\`: each of ${KAFKA_PROPERTY_ALIASES.map(([a, b]) => `\`${a}\`/\`${b}\``).join(', ')} name the same property; set at most one of each pair.`,
   '`kafka.config`: `delivery.report.only.error` must not be `true`, and `dr_cb`/`dr_msg_cb` must not be set: MQTT messages are acknowledged on Kafka delivery reports.',
@@ -306,6 +319,21 @@ function validateRules(cfg: unknown, report: Report): void {
   if (Array.isArray(forwarding)) {
     const firstUse = new Map<string, number>();
     forwarding.forEach((mapping: unknown, i) => {
+      if (isRecord(mapping)) {
+        const dlq = mapping['dead_letter_topic'];
+        if (mapping['on_error'] === 'dead_letter' && dlq === undefined) {
+          report(
+            ['forwarding', i, 'dead_letter_topic'],
+            'on_error: dead_letter requires dead_letter_topic',
+          );
+        }
+        if (mapping['on_error'] !== 'dead_letter' && dlq !== undefined) {
+          report(
+            ['forwarding', i, 'dead_letter_topic'],
+            `dead_letter_topic is only used with on_error: dead_letter (on_error is ${String(mapping['on_error'] ?? 'stop')})`,
+          );
+        }
+      }
       const name = isRecord(mapping) ? mapping['name'] : undefined;
       if (typeof name !== 'string') return;
       const first = firstUse.get(name);

@@ -1,10 +1,10 @@
-import { KafkaDeliveryError } from '../errors';
 import type { Counter, Histogram } from 'prom-client';
+import { KafkaDeliveryError } from '../errors';
 import type { Logger } from '../observability/logger';
-import type { Metrics } from '../observability/metrics';
 import { RateLimitedLog } from '../observability/logger';
-import type { BatchResult } from '../types';
-import type { PackedRecord } from '../worker/codec';
+import type { Metrics } from '../observability/metrics';
+import type { BatchResult, RecordFailure } from '../types';
+import type { PackedRecord, RecordHeader } from '../worker/codec';
 import { packBatch } from '../worker/codec';
 import { kafkaErrorName } from '../worker/kafka-errors';
 import type { ProducerLanes } from './lanes';
@@ -19,9 +19,25 @@ export interface DispatchOptions {
   readonly batchesPerLane: number;
 }
 
+/** What happens to a record Kafka refused permanently (see `on_error` in docs/CONFIG.md). */
+export interface MappingPolicy {
+  readonly name: string;
+  readonly onError: 'stop' | 'skip' | 'dead_letter';
+  /** Index of the dead-letter topic in the producers' topic list (dead_letter only). */
+  readonly deadLetterTopicIndex?: number;
+}
+
 interface PendingRecord extends PackedRecord {
+  /** The MQTT topic as UTF-8 (the record key). */
+  readonly key: Buffer;
   readonly entry: WindowEntry;
   readonly mapping: number;
+  /** The MQTT payload as received (the value differs with wrap_as_json). */
+  readonly payload: Buffer;
+  /** Set on the copy sent to a dead-letter topic. */
+  readonly deadLetter?: boolean;
+  /** Counted in `halted` while a stop-policy retry of this record is pending. */
+  halted?: boolean;
 }
 
 interface Lane {
@@ -33,12 +49,15 @@ interface Lane {
   inFlight: number;
 }
 
-const RETRY_PERMANENT_MS = 5_000;
+/** How often a record held by the `stop` policy is offered to Kafka again. */
+export const STOP_RETRY_MS = 30_000;
+const TASK_RETRY_MS = 1_000;
 
 /**
  * Groups records into batches per lane and hands them to the lane's producer, never one task
- * per message (a Piscina round trip costs as much as producing ~30 records). Memory is bounded
- * by the window, not here: everything held here is also held by a window entry.
+ * per message (a Piscina round trip costs as much as producing ~30 records), and applies the
+ * mappings' error policies to what Kafka refuses. Memory is bounded by the window, not here:
+ * everything held here is also held by a window entry.
  */
 export class Dispatcher {
   private readonly lanes: Lane[];
@@ -46,19 +65,30 @@ export class Dispatcher {
   // Metric children bound once per mapping: a label lookup per record would cost more.
   private readonly forwarded: Counter.Internal[];
   private readonly failed: Counter.Internal[];
+  private readonly skipped: Counter.Internal[];
+  private readonly deadLettered: Counter.Internal[];
   private readonly latency: Histogram.Internal<'mapping'>[];
+  /** Records held by the `stop` policy; reading from MQTT is paused while this is > 0. */
+  private halted = 0;
+  private retryTimers = new Set<NodeJS.Timeout>();
+  private closing = false;
 
   constructor(
     private readonly producers: ProducerLanes,
     private readonly window: InflightWindow,
     private readonly opts: DispatchOptions,
-    private readonly mappingNames: readonly string[],
+    private readonly policies: readonly MappingPolicy[],
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Called with true when the first record is halted, false when the last one went through. */
+    private readonly onHalt: (halted: boolean, reason: string) => void,
   ) {
-    this.forwarded = mappingNames.map((m) => metrics.forwarded.labels(m));
-    this.failed = mappingNames.map((m) => metrics.failed.labels(m));
-    this.latency = mappingNames.map((m) => metrics.latency.labels(m));
+    const names = policies.map((p) => p.name);
+    this.forwarded = names.map((m) => metrics.forwarded.labels(m));
+    this.failed = names.map((m) => metrics.failed.labels(m));
+    this.skipped = names.map((m) => metrics.skipped.labels(m));
+    this.deadLettered = names.map((m) => metrics.deadLettered.labels(m));
+    this.latency = names.map((m) => metrics.latency.labels(m));
     this.lanes = Array.from({ length: producers.count }, (_, index) => ({
       index,
       open: [],
@@ -75,9 +105,28 @@ export class Dispatcher {
     topicIndex: number,
     key: Buffer,
     value: Buffer,
+    payload: Buffer,
   ): void {
-    const l = this.lanes[lane]!;
-    l.open.push({ entry, mapping, topicIndex, key, value });
+    this.append(this.lanes[lane]!, { entry, mapping, topicIndex, key, value, payload });
+  }
+
+  /** Seals every open batch now (shutdown: nothing may wait for a linger timer). */
+  flushAll(): void {
+    for (const l of this.lanes) if (l.open.length > 0) this.seal(l);
+  }
+
+  /**
+   * Shutdown: cancels pending retries and ignores tasks the pool abandons from now on; their
+   * messages stay unacknowledged and the broker redelivers them.
+   */
+  stopRetries(): void {
+    this.closing = true;
+    for (const t of this.retryTimers) clearTimeout(t);
+    this.retryTimers.clear();
+  }
+
+  private append(l: Lane, r: PendingRecord): void {
+    l.open.push(r);
     if (l.open.length >= this.opts.batchSize) {
       this.seal(l);
     } else if (l.timer === undefined) {
@@ -86,11 +135,6 @@ export class Dispatcher {
           ? setTimeout(() => this.seal(l), this.opts.lingerMs)
           : setImmediate(() => this.seal(l));
     }
-  }
-
-  /** Seals every open batch now (shutdown: nothing may wait for a linger timer). */
-  flushAll(): void {
-    for (const l of this.lanes) if (l.open.length > 0) this.seal(l);
   }
 
   private seal(l: Lane): void {
@@ -117,63 +161,125 @@ export class Dispatcher {
     }
   }
 
+  private later(ms: number, fn: () => void): void {
+    if (this.closing) return;
+    const t = setTimeout(() => {
+      this.retryTimers.delete(t);
+      fn();
+    }, ms);
+    t.unref();
+    this.retryTimers.add(t);
+  }
+
   private onResult(l: Lane, batch: PendingRecord[], result: BatchResult): void {
     l.inFlight--;
     const now = performance.now();
     if (result.failures.length === 0) {
       for (const r of batch) this.confirm(r, now);
     } else {
-      const failed = new Set<number>();
-      for (const f of result.failures) {
-        failed.add(f.index);
-        this.failed[batch[f.index]!.mapping]!.inc();
-        this.reportFailure(batch[f.index]!, f.code, f.message);
-      }
-      const retry: PendingRecord[] = [];
-      for (let i = 0; i < batch.length; i++) {
-        if (failed.has(i)) retry.push(batch[i]!);
-        else this.confirm(batch[i]!, now);
-      }
-      // Kafka refused these for a reason retrying will not fix by itself (size, ACL, missing
-      // topic). Until per-mapping error policies exist they are held and retried, so nothing is
-      // lost; the rate-limited error line above says why the window is not draining.
-      setTimeout(() => {
-        l.sealed.push(retry);
-        this.pump(l);
-      }, RETRY_PERMANENT_MS).unref();
+      const failures = new Map<number, RecordFailure>(result.failures.map((f) => [f.index, f]));
+      batch.forEach((r, i) => {
+        const f = failures.get(i);
+        if (f) this.refused(l, r, f);
+        else this.confirm(r, now);
+      });
     }
     this.pump(l);
   }
 
   private confirm(r: PendingRecord, now: number): void {
-    this.forwarded[r.mapping]!.inc();
-    this.latency[r.mapping]!.observe((now - r.entry.receivedAt) / 1000);
+    if (r.deadLetter) this.deadLettered[r.mapping]!.inc();
+    else {
+      this.forwarded[r.mapping]!.inc();
+      this.latency[r.mapping]!.observe((now - r.entry.receivedAt) / 1000);
+    }
+    if (r.halted) {
+      r.halted = false;
+      if (--this.halted === 0) this.onHalt(false, '');
+    }
     this.window.confirm(r.entry);
+  }
+
+  /** Kafka refused `r` for a reason retrying will not fix: apply the mapping's policy. */
+  private refused(l: Lane, r: PendingRecord, f: RecordFailure): void {
+    const policy = this.policies[r.mapping]!;
+    this.failed[r.mapping]!.inc();
+    // A dead-letter topic that refuses too leaves nothing safe to do but stop.
+    const action = r.deadLetter ? 'stop' : policy.onError;
+    const err = new KafkaDeliveryError(
+      `mapping ${policy.name}: kafka refused a ${r.deadLetter ? 'dead-letter ' : ''}record (${f.message}); on_error: ${action}`,
+    );
+    const n = this.failureLog.take();
+    if (n >= 0) {
+      this.log.error(
+        {
+          code: err.code,
+          kafkaError: kafkaErrorName(f.code),
+          mapping: policy.name,
+          action,
+          suppressed: n,
+        },
+        err.message,
+      );
+    }
+    switch (action) {
+      case 'skip':
+        // Lost on purpose, and said so: logged above, counted here, then acknowledged.
+        this.skipped[r.mapping]!.inc();
+        if (r.halted && --this.halted === 0) this.onHalt(false, '');
+        this.window.confirm(r.entry);
+        return;
+      case 'dead_letter':
+        this.append(l, deadLetterRecord(r, policy, f));
+        return;
+      case 'stop':
+        if (!r.halted) {
+          r.halted = true;
+          if (++this.halted === 1) this.onHalt(true, err.message);
+        }
+        this.later(STOP_RETRY_MS, () => {
+          l.sealed.push([r]);
+          this.pump(l);
+        });
+        return;
+    }
   }
 
   private onTaskError(l: Lane, batch: PendingRecord[], err: unknown): void {
     l.inFlight--;
+    if (this.closing) {
+      this.log.debug({ lane: l.index, records: batch.length }, 'batch abandoned at shutdown');
+      return;
+    }
     this.log.error({ err, lane: l.index, records: batch.length }, 'batch task failed; retrying');
-    setTimeout(() => {
+    this.later(TASK_RETRY_MS, () => {
       l.sealed.unshift(batch);
       this.pump(l);
-    }, RETRY_PERMANENT_MS).unref();
+    });
   }
+}
 
-  private reportFailure(r: PendingRecord, code: number, message: string): void {
-    const n = this.failureLog.take();
-    if (n < 0) return;
-    const err = new KafkaDeliveryError(
-      `kafka refused a record of mapping ${this.mappingNames[r.mapping]}: ${message}; holding it (not acknowledged) and retrying every ${RETRY_PERMANENT_MS} ms`,
-    );
-    this.log.error(
-      {
-        code: err.code,
-        kafkaError: kafkaErrorName(code),
-        mapping: this.mappingNames[r.mapping],
-        suppressed: n,
-      },
-      err.message,
-    );
-  }
+/** The original message, as received, for the dead-letter topic; headers say where it failed. */
+function deadLetterRecord(
+  r: PendingRecord,
+  policy: MappingPolicy,
+  f: RecordFailure,
+): PendingRecord {
+  const headers: RecordHeader[] = [
+    { key: 'mqtt_topic', value: r.key },
+    { key: 'mqtt_qos', value: Buffer.from(String(r.entry.qos)) },
+    { key: 'mqtt_retain', value: Buffer.from(String(r.entry.retain)) },
+    { key: 'mapping', value: Buffer.from(policy.name) },
+    { key: 'error', value: Buffer.from(f.message) },
+  ];
+  return {
+    entry: r.entry,
+    mapping: r.mapping,
+    topicIndex: policy.deadLetterTopicIndex!,
+    key: r.key,
+    value: r.payload,
+    payload: r.payload,
+    headers,
+    deadLetter: true,
+  };
 }

@@ -16,6 +16,7 @@ export interface WindowEntry {
   /** Connection generation the message arrived on; acks are only valid on that connection. */
   readonly conn: number;
   readonly bytes: number;
+  readonly retain: boolean;
   /** performance.now() at receipt, for the delivery latency metric. */
   readonly receivedAt: number;
 }
@@ -28,6 +29,7 @@ export class InflightWindow {
   private nextSeq = 0;
   private heldBytes = 0;
   private closed = false;
+  private paused = false;
   private readonly waiters: (() => void)[] = [];
   private drainWaiters: (() => void)[] = [];
 
@@ -46,7 +48,9 @@ export class InflightWindow {
   }
 
   get hasRoom(): boolean {
-    return !this.closed && this.size < this.maxMessages && this.heldBytes < this.maxBytes;
+    return (
+      !this.closed && !this.paused && this.size < this.maxMessages && this.heldBytes < this.maxBytes
+    );
   }
 
   /** Records a received message. Call `whenRoom` afterwards before reading the next one. */
@@ -56,6 +60,7 @@ export class InflightWindow {
     conn: number,
     bytes: number,
     targets: number,
+    retain = false,
   ): WindowEntry {
     const entry: WindowEntry = {
       seq: this.nextSeq++,
@@ -64,6 +69,7 @@ export class InflightWindow {
       messageId,
       conn,
       bytes,
+      retain,
       receivedAt: performance.now(),
     };
     this.entries.push(entry);
@@ -90,6 +96,16 @@ export class InflightWindow {
     else this.waiters.push(next);
   }
 
+  /** Stop reading until resume(): a mapping's `stop` policy holds a refused message. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.wake();
+  }
+
   /** Stop admitting (shutdown): queued and future `whenRoom` callbacks are held for good. */
   close(): void {
     this.closed = true;
@@ -99,6 +115,10 @@ export class InflightWindow {
   drained(): Promise<void> {
     if (this.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private wake(): void {
+    while (this.waiters.length > 0 && this.hasRoom) this.waiters.shift()!();
   }
 
   private release(): void {
@@ -117,7 +137,7 @@ export class InflightWindow {
       this.head = 0;
     }
     this.onRelease(released);
-    while (this.waiters.length > 0 && this.hasRoom) this.waiters.shift()!();
+    this.wake();
     if (this.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters;
       this.drainWaiters = [];

@@ -60,6 +60,7 @@ export class AckGate {
   private conn = 0;
   private readonly send: SendPacket;
   private stallTimer: NodeJS.Timeout | undefined;
+  private holding = false;
 
   constructor(
     private readonly client: MqttClient,
@@ -122,10 +123,19 @@ export class AckGate {
 
   /** True while mqtt.js is held from reading (the window is full or closed). */
   get stalled(): boolean {
-    return this.stallTimer !== undefined;
+    return this.holding;
+  }
+
+  /**
+   * Writes DISCONNECT now. For a stalled client: mqtt.js's graceful end() would wait for the
+   * socket to close, which it never sees while it is not reading.
+   */
+  sendDisconnect(): void {
+    if (this.client.connected) this.send({ cmd: 'disconnect' });
   }
 
   private beginStall(): void {
+    this.holding = true;
     const keepaliveS = this.client.options.keepalive ?? 0;
     if (this.stallTimer !== undefined || keepaliveS <= 0) return;
     const c = this.client as unknown as ClientInternals;
@@ -141,6 +151,7 @@ export class AckGate {
   }
 
   private endStall(): void {
+    this.holding = false;
     clearInterval(this.stallTimer);
     this.stallTimer = undefined;
   }

@@ -148,6 +148,12 @@ export class MqttSource {
     const client = this.client;
     if (!client) return;
     await new Promise<void>((resolve) => {
+      if (this.gate?.stalled) {
+        // Not reading, so mqtt.js would never see the socket close after a graceful end().
+        this.gate.sendDisconnect();
+        client.end(true, () => resolve());
+        return;
+      }
       const timer = setTimeout(() => client.end(true, () => resolve()), timeoutMs);
       client.end(false, () => {
         clearTimeout(timer);

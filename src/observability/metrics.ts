@@ -16,6 +16,8 @@ export class Metrics {
   readonly unmatched: Counter;
   readonly forwarded: Counter<'mapping'>;
   readonly failed: Counter<'mapping'>;
+  readonly skipped: Counter<'mapping'>;
+  readonly deadLettered: Counter<'mapping'>;
   readonly inflightMessages: Gauge;
   readonly inflightBytes: Gauge;
   readonly windowLimit: Gauge;
@@ -48,7 +50,19 @@ export class Metrics {
     });
     this.failed = new Counter({
       name: 'mkf_messages_failed_total',
-      help: 'Records Kafka refused permanently, by mapping (each refusal counts; they are retried).',
+      help: 'Refusals by Kafka that retrying cannot fix, by mapping (each refusal counts).',
+      labelNames: ['mapping'],
+      registers,
+    });
+    this.skipped = new Counter({
+      name: 'mkf_messages_skipped_total',
+      help: 'Messages acknowledged without reaching Kafka because of on_error: skip, by mapping.',
+      labelNames: ['mapping'],
+      registers,
+    });
+    this.deadLettered = new Counter({
+      name: 'mkf_messages_dead_lettered_total',
+      help: 'Messages written to the dead-letter topic (on_error: dead_letter), by mapping.',
       labelNames: ['mapping'],
       registers,
     });

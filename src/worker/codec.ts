@@ -2,24 +2,36 @@
  * Batch wire format: one ArrayBuffer per batch, transferred (not copied) to the worker.
  *
  *   u32 count
- *   count × { u16 topicIndex, u32 keyLength, u32 valueLength, key bytes, value bytes }
+ *   count × { u16 topicIndex, u16 headerCount, u32 keyLength, u32 valueLength, key, value,
+ *             headerCount × { u16 nameLength, u32 valueLength, name, value } }
  *
- * Little-endian. Keys and values are raw bytes; the worker hands librdkafka views into the
- * buffer, and librdkafka copies them into its own queue on produce().
+ * Little-endian. Keys, values and header values are raw bytes; the worker hands librdkafka
+ * views into the buffer, and librdkafka copies them into its own queue on produce().
  */
+
+export interface RecordHeader {
+  readonly key: string;
+  readonly value: Buffer;
+}
 
 export interface PackedRecord {
   readonly topicIndex: number;
   readonly key: Uint8Array;
   readonly value: Uint8Array;
+  readonly headers?: readonly RecordHeader[];
 }
 
 const HEADER = 4;
-const RECORD_HEADER = 10;
+const RECORD_HEADER = 12;
+const FIELD_HEADER = 6;
 
 export function packedSize(records: readonly PackedRecord[]): number {
   let size = HEADER;
-  for (const r of records) size += RECORD_HEADER + r.key.byteLength + r.value.byteLength;
+  for (const r of records) {
+    size += RECORD_HEADER + r.key.byteLength + r.value.byteLength;
+    for (const h of r.headers ?? [])
+      size += FIELD_HEADER + Buffer.byteLength(h.key) + h.value.byteLength;
+  }
   return size;
 }
 
@@ -30,36 +42,71 @@ export function packBatch(records: readonly PackedRecord[]): ArrayBuffer {
   view.setUint32(0, records.length, true);
   let off = HEADER;
   for (const r of records) {
+    const headers = r.headers ?? [];
     view.setUint16(off, r.topicIndex, true);
-    view.setUint32(off + 2, r.key.byteLength, true);
-    view.setUint32(off + 6, r.value.byteLength, true);
+    view.setUint16(off + 2, headers.length, true);
+    view.setUint32(off + 4, r.key.byteLength, true);
+    view.setUint32(off + 8, r.value.byteLength, true);
     off += RECORD_HEADER;
     bytes.set(r.key, off);
     off += r.key.byteLength;
     bytes.set(r.value, off);
     off += r.value.byteLength;
+    for (const h of headers) {
+      const name = Buffer.from(h.key);
+      view.setUint16(off, name.byteLength, true);
+      view.setUint32(off + 2, h.value.byteLength, true);
+      off += FIELD_HEADER;
+      bytes.set(name, off);
+      off += name.byteLength;
+      bytes.set(h.value, off);
+      off += h.value.byteLength;
+    }
   }
   return buffer;
 }
 
+/** node-rdkafka's header shape: one single-key object per header. */
+export type KafkaHeaders = { [name: string]: Buffer }[];
+
 /** Calls `visit` once per record, with Buffer views into `buffer` (no copies). */
 export function forEachRecord(
   buffer: ArrayBuffer,
-  visit: (index: number, topicIndex: number, key: Buffer, value: Buffer) => void,
+  visit: (
+    index: number,
+    topicIndex: number,
+    key: Buffer,
+    value: Buffer,
+    headers: KafkaHeaders | undefined,
+  ) => void,
 ): number {
   const view = new DataView(buffer);
   const count = view.getUint32(0, true);
   let off = HEADER;
   for (let i = 0; i < count; i++) {
     const topicIndex = view.getUint16(off, true);
-    const keyLength = view.getUint32(off + 2, true);
-    const valueLength = view.getUint32(off + 6, true);
+    const headerCount = view.getUint16(off + 2, true);
+    const keyLength = view.getUint32(off + 4, true);
+    const valueLength = view.getUint32(off + 8, true);
     off += RECORD_HEADER;
     const key = Buffer.from(buffer, off, keyLength);
     off += keyLength;
     const value = Buffer.from(buffer, off, valueLength);
     off += valueLength;
-    visit(i, topicIndex, key, value);
+    let headers: KafkaHeaders | undefined;
+    if (headerCount > 0) {
+      headers = [];
+      for (let h = 0; h < headerCount; h++) {
+        const nameLength = view.getUint16(off, true);
+        const valLength = view.getUint32(off + 2, true);
+        off += FIELD_HEADER;
+        const name = Buffer.from(buffer, off, nameLength).toString();
+        off += nameLength;
+        headers.push({ [name]: Buffer.from(buffer, off, valLength) });
+        off += valLength;
+      }
+    }
+    visit(i, topicIndex, key, value, headers);
   }
   if (off !== buffer.byteLength) {
     throw new RangeError(`batch buffer has ${buffer.byteLength - off} trailing bytes`);

@@ -5,7 +5,14 @@ import type { Logger } from '../observability/logger';
 import { RateLimitedLog } from '../observability/logger';
 import type { BatchResult, RecordFailure, WorkerInit } from '../types';
 import { forEachRecord } from './codec';
-import { QUEUE_FULL, isRetriableKafkaError, kafkaErrorName } from './kafka-errors';
+import type { KafkaHeaders } from './codec';
+import {
+  QUEUE_FULL,
+  errorCodeOf,
+  isBatchSizeError,
+  isRetriableKafkaError,
+  kafkaErrorName,
+} from './kafka-errors';
 
 /** Per-record handle passed through librdkafka as the delivery-report opaque. */
 interface InFlight {
@@ -15,7 +22,10 @@ interface InFlight {
   /** Kept so a retriable failure can be produced again; views into the batch buffer. */
   readonly key: Buffer;
   readonly value: Buffer;
+  readonly headers: KafkaHeaders | undefined;
   attempts: number;
+  /** Attempts made alone, after the broker refused the batch this record was in as too large. */
+  isolated?: number;
 }
 
 interface BatchState {
@@ -29,6 +39,8 @@ const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
 const QUEUE_FULL_WAIT_MS = 5;
 const STATS_INTERVAL_MS = 5_000;
+/** Attempts alone before a record the broker calls too large is reported as such. */
+const ISOLATED_ATTEMPTS = 3;
 
 /**
  * One Kafka producer and the bookkeeping that turns librdkafka's per-message delivery reports
@@ -53,6 +65,9 @@ export class KafkaProducerRunner {
   /** Last reported state; see reportStatus. */
   private reported: boolean | undefined;
   private brokersUp = true;
+  private wakeConnectLoop: (() => void) | undefined;
+  private readonly isolationQueue: InFlight[] = [];
+  private isolating: InFlight | undefined;
 
   constructor(
     private readonly init: WorkerInit,
@@ -76,7 +91,7 @@ export class KafkaProducerRunner {
       const n = this.errorLog.take();
       if (n >= 0) {
         this.log.warn(
-          { code: kafkaErrorName(err.code), suppressed: n },
+          { code: kafkaErrorName(errorCodeOf(err)), suppressed: n },
           `kafka client error: ${err.message}`,
         );
       }
@@ -115,7 +130,15 @@ export class KafkaProducerRunner {
         );
         this.log.warn({ code: err.code, attempt }, err.message);
       }
-      await sleep(delay);
+      // Interruptible: shutdown() waits for this loop, and must not wait out a backoff.
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, delay);
+        this.wakeConnectLoop = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wakeConnectLoop = undefined;
       delay = Math.min(delay * 2, RETRY_MAX_MS);
     }
   }
@@ -150,10 +173,10 @@ export class KafkaProducerRunner {
     return new Promise<BatchResult>((resolve) => {
       const batch: BatchState = { remaining: 0, delivered: 0, failures: [], resolve };
       const topics = this.init.kafkaTopics;
-      const count = forEachRecord(buffer, (index, topicIndex, key, value) => {
+      const count = forEachRecord(buffer, (index, topicIndex, key, value, headers) => {
         const topic = topics[topicIndex];
         if (topic === undefined) throw new RangeError(`no kafka topic at index ${topicIndex}`);
-        this.produce({ batch, index, topic, key, value, attempts: 0 });
+        this.produce({ batch, index, topic, key, value, headers, attempts: 0 });
       });
       batch.remaining += count;
       if (batch.remaining === 0) resolve({ kind: 'batch', delivered: 0, failures: [] });
@@ -163,23 +186,42 @@ export class KafkaProducerRunner {
   private produce(rec: InFlight): void {
     rec.attempts++;
     try {
-      this.producer.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec);
+      this.producer.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec, rec.headers);
       this.inFlight++;
     } catch (err) {
-      const code = (err as LibrdKafkaError).code;
-      if (code === QUEUE_FULL || (typeof code === 'number' && isRetriableKafkaError(code))) {
+      // Shutting down ("Producer not connected"): leave it unconfirmed, never acknowledged.
+      if (this.stopping) return;
+      const code = errorCodeOf(err as LibrdKafkaError);
+      if (isRetriableKafkaError(code)) {
         // librdkafka's local queue is bounded; a full queue means Kafka is slower than MQTT
         // right now. Waiting here holds the batch, which holds the window, which stops MQTT.
-        setTimeout(() => this.produce(rec), QUEUE_FULL_WAIT_MS).unref();
+        const wait = code === QUEUE_FULL ? QUEUE_FULL_WAIT_MS : RETRY_MIN_MS;
+        setTimeout(() => this.produce(rec), wait).unref();
         return;
       }
-      this.fail(rec, typeof code === 'number' ? code : -1, errorText(err));
+      this.fail(rec, code, errorText(err));
     }
+  }
+
+  /** Produces the next record waiting for an attempt of its own, once none is in flight. */
+  private nextIsolated(): void {
+    if (this.isolating !== undefined) return;
+    const rec = this.isolationQueue.shift();
+    if (rec === undefined) return;
+    this.isolating = rec;
+    rec.isolated = (rec.isolated ?? 0) + 1;
+    // Not flushed on purpose: flush() is a native call that shutdown would have to wait for.
+    // It may still share a request with a record produced within linger.ms; hence the retries.
+    this.produce(rec);
   }
 
   private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
     const rec = report.opaque as InFlight;
     this.inFlight--;
+    if (rec === this.isolating) {
+      this.isolating = undefined;
+      setImmediate(() => this.nextIsolated());
+    }
     if (!err) {
       this.settle(rec.batch, true);
       if (!this.brokersUp) {
@@ -188,14 +230,26 @@ export class KafkaProducerRunner {
       }
       return;
     }
-    if (isRetriableKafkaError(err.code) && !this.stopping) {
+    const code = errorCodeOf(err);
+    if (isBatchSizeError(code) && (rec.isolated ?? 0) < ISOLATED_ATTEMPTS && !this.stopping) {
+      // The broker checks the size of a whole record batch, so one oversized record fails every
+      // record librdkafka batched with it. Offer each such record again on its own before
+      // calling it too large: a neighbour must never be skipped or dead-lettered for it.
+      this.isolationQueue.push(rec);
+      this.nextIsolated();
+      return;
+    }
+    if (isRetriableKafkaError(code)) {
+      // Shutting down: leave it unconfirmed (never acknowledged, so the broker redelivers it)
+      // rather than let a retriable error reach a mapping's error policy.
+      if (this.stopping) return;
       const delay = Math.min(RETRY_MIN_MS * 2 ** Math.min(rec.attempts, 10), RETRY_MAX_MS);
       const n = this.errorLog.take();
       if (n >= 0) {
         this.log.warn(
           {
             topic: rec.topic,
-            code: kafkaErrorName(err.code),
+            code: kafkaErrorName(code),
             attempts: rec.attempts,
             suppressed: n,
           },
@@ -205,7 +259,7 @@ export class KafkaProducerRunner {
       setTimeout(() => this.produce(rec), delay).unref();
       return;
     }
-    this.fail(rec, err.code, err.message);
+    this.fail(rec, code, err.message);
   }
 
   private fail(rec: InFlight, code: number, message: string): void {
@@ -235,6 +289,7 @@ export class KafkaProducerRunner {
       return false;
     }
     this.stopping = true;
+    this.wakeConnectLoop?.();
     this.reportStatus();
     this.shutdownDone = (async () => {
       // A pending connect attempt is a native call too: wait for it to settle first.
@@ -255,10 +310,6 @@ export class KafkaProducerRunner {
     await this.shutdownDone;
     return true;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function errorText(err: unknown): string {

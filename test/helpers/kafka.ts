@@ -3,6 +3,9 @@
  * because both sides share a bug.
  */
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { KAFKA_BROKERS } from './env';
 
 export interface KafkaRecord {
@@ -94,4 +97,74 @@ export function readAtLeast(
   timeoutMs = 60_000,
 ): Promise<KafkaRecord[]> {
   return readUntil(topic, (r) => r.length >= count, timeoutMs);
+}
+
+/** Marker record that createTopic leaves as the first record of the topic. */
+export const TOPIC_MARKER = '__created__';
+
+/**
+ * Creates a topic with topic-level broker config (e.g. a small max.message.bytes): a marker
+ * record auto-creates it (kcat), then Kafka's own ConfigCommand (from the broker's jars) sets the
+ * config. Not node-rdkafka's AdminClient: its native destructor aborts the process when the
+ * garbage collector reclaims a disconnected client. Callers ignore the TOPIC_MARKER record.
+ */
+export async function createTopic(topic: string, config: Record<string, string>): Promise<void> {
+  await run('kcat', ['-b', KAFKA_BROKERS, '-P', '-t', topic], Buffer.from(TOPIC_MARKER));
+  const cache =
+    process.env['MKF_CACHE_DIR'] ?? path.join(os.homedir(), '.cache', 'mqtt-kafka-forwarder');
+  const kafkaDir = readdirSync(cache).find((d) => d.startsWith('kafka-'));
+  if (!kafkaDir) throw new Error(`no Kafka jars in ${cache}; run scripts/setup`);
+  const settings = Object.entries(config)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  await run('java', [
+    '-cp',
+    `${path.join(cache, kafkaDir, 'libs')}/*`,
+    'kafka.admin.ConfigCommand',
+    '--bootstrap-server',
+    KAFKA_BROKERS,
+    '--entity-type',
+    'topics',
+    '--entity-name',
+    topic,
+    '--alter',
+    '--add-config',
+    settings,
+  ]);
+}
+
+function run(cmd: string, args: string[], input?: Buffer): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`${cmd} ${args.slice(-6).join(' ')} exited ${code}: ${out.trim()}`));
+    });
+    child.stdin.end(input);
+  });
+}
+
+/** Records with their headers as kcat prints them (`name=value,...`); values are text. */
+export async function readWithHeaders(
+  topic: string,
+  timeoutMs = 30_000,
+): Promise<{ headers: string; value: string }[]> {
+  const out = await kcat(
+    ['-C', '-t', topic, '-o', 'beginning', '-e', '-f', '%h\\t%s\\n'],
+    timeoutMs,
+  );
+  return out
+    .toString()
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => {
+      const tab = l.indexOf('\t');
+      return { headers: l.slice(0, tab), value: l.slice(tab + 1) };
+    });
 }

@@ -11,7 +11,8 @@ test('a packed batch decodes to the same records, without copies', () => {
   const buf = packBatch(records);
   assert.equal(buf.byteLength, packedSize(records));
   const seen: [number, number, string, string][] = [];
-  const n = forEachRecord(buf, (i, t, k, v) => {
+  const n = forEachRecord(buf, (i, t, k, v, h) => {
+    assert.equal(h, undefined, 'no headers unless given');
     assert.equal(k.buffer, buf, 'key is a view into the batch');
     seen.push([i, t, k.toString('hex'), v.toString('hex')]);
   });
@@ -27,4 +28,24 @@ test('a corrupt batch is rejected, not half-read', () => {
   const longer = new Uint8Array(buf.byteLength + 3);
   longer.set(new Uint8Array(buf));
   assert.throws(() => forEachRecord(longer.buffer, () => undefined), /trailing bytes/);
+});
+
+test('headers survive the round trip', () => {
+  const buf = packBatch([
+    {
+      topicIndex: 1,
+      key: Buffer.from('k'),
+      value: Buffer.from('v'),
+      headers: [
+        { key: 'mqtt_topic', value: Buffer.from('a/b') },
+        { key: 'error', value: Buffer.from('ERR_MSG_SIZE_TOO_LARGE: too big') },
+      ],
+    },
+  ]);
+  forEachRecord(buf, (_i, _t, _k, _v, h) => {
+    assert.deepEqual(
+      h?.map((x) => Object.entries(x).map(([k, v]) => [k, v.toString()])),
+      [[['mqtt_topic', 'a/b']], [['error', 'ERR_MSG_SIZE_TOO_LARGE: too big']]],
+    );
+  });
 });

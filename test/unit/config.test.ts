@@ -131,6 +131,8 @@ describe('reference compatibility', () => {
         mqtt: { topic: 'demo/#', qos: 2 },
         kafka: { topic: 'demo_data' },
         wrap_as_json: false,
+        // The reference stalls forever on a refused message; ours stops visibly (documented).
+        on_error: 'stop',
       },
     ]);
   });
@@ -689,5 +691,52 @@ describe('resolveConfigPath', () => {
     assert.equal(resolveConfigPath(undefined, { CONFIG_FILE: 'env.yaml' }), 'env.yaml');
     assert.equal(resolveConfigPath(undefined, {}), './config.yaml');
     assert.equal(resolveConfigPath('', { CONFIG_FILE: '' }), './config.yaml');
+  });
+});
+
+describe('error policy', () => {
+  const base = (extra: string) => `
+forwarding:
+  - name: m
+    mqtt: { topic: 'a/#' }
+    kafka: { topic: a }
+${extra}`;
+
+  it('dead_letter requires dead_letter_topic', () => {
+    assert.throws(
+      () => parseConfigText(base('    on_error: dead_letter'), 't.yaml', {}),
+      (e: ConfigInvalidError) =>
+        e.problems.some(
+          (p) =>
+            p ===
+            'forwarding[0].dead_letter_topic: on_error: dead_letter requires dead_letter_topic',
+        ),
+    );
+  });
+
+  it('dead_letter_topic is refused without on_error: dead_letter', () => {
+    assert.throws(
+      () => parseConfigText(base('    dead_letter_topic: dlq'), 't.yaml', {}),
+      (e: ConfigInvalidError) =>
+        e.problems.some((p) =>
+          p.startsWith(
+            'forwarding[0].dead_letter_topic: dead_letter_topic is only used with on_error: dead_letter',
+          ),
+        ),
+    );
+  });
+
+  it('accepts a valid dead-letter mapping and rejects an unknown policy', () => {
+    const cfg = parseConfigText(
+      base('    on_error: dead_letter\n    dead_letter_topic: dlq'),
+      't.yaml',
+      {},
+    );
+    assert.equal(cfg.forwarding[0]!.on_error, 'dead_letter');
+    assert.equal(cfg.forwarding[0]!.dead_letter_topic, 'dlq');
+    assert.throws(
+      () => parseConfigText(base('    on_error: retry'), 't.yaml', {}),
+      (e: ConfigInvalidError) => e.problems.some((p) => p.startsWith('forwarding[0].on_error: ')),
+    );
   });
 });
