@@ -234,6 +234,13 @@ export class Forwarder {
         );
       return;
     }
+    const limit = this.cfg.mqtt.max_payload_bytes;
+    if (limit > 0 && payload.byteLength > limit) {
+      const reason = `payload of ${payload.byteLength} bytes exceeds mqtt.max_payload_bytes (${limit})`;
+      for (const m of mappings)
+        this.dispatcher.reject(route.lane, entry, m, route.key, payload, reason);
+      return;
+    }
     for (const m of mappings) {
       const mapping = this.router.mappings[m]!;
       const value = mapping.wrap ? wrapPayload(topic, payload) : payload;

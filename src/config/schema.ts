@@ -118,6 +118,14 @@ const mqttSchema = z
       .describe(
         'Most messages received but not yet acknowledged (waiting for Kafka) per connection. When the window is full the forwarder stops reading from the broker. With MQTT 5 it is also sent as receive-maximum.',
       ),
+    max_payload_bytes: z
+      .int()
+      .min(0)
+      .max(268_435_455)
+      .default(0)
+      .describe(
+        "Largest MQTT payload forwarded. A larger message is handled like a message Kafka refuses: by its mapping's on_error policy, logged and counted (mkf_messages_failed_total). 0: no limit of the forwarder's own (the broker's and Kafka's limits still apply). Checked on receipt rather than sent to the broker as MQTT 5 maximum-packet-size, because a broker silently discards packets above that limit.",
+      ),
     tls: tlsSchema,
     credentials: credentialsSchema,
   })

@@ -52,6 +52,8 @@ interface Lane {
 /** How often a record held by the `stop` policy is offered to Kafka again. */
 export const STOP_RETRY_MS = 30_000;
 const TASK_RETRY_MS = 1_000;
+/** Failure code for the forwarder's own payload limit: librdkafka's "message size too large". */
+const OVERSIZED = 10;
 
 /**
  * Groups records into batches per lane and hands them to the lane's producer, never one task
@@ -108,6 +110,23 @@ export class Dispatcher {
     payload: Buffer,
   ): void {
     this.append(this.lanes[lane]!, { entry, mapping, topicIndex, key, value, payload });
+  }
+
+  /**
+   * A message the forwarder itself will not send (larger than mqtt.max_payload_bytes): the
+   * mapping's error policy decides, exactly as for a record Kafka refused.
+   */
+  reject(
+    lane: number,
+    entry: WindowEntry,
+    mapping: number,
+    key: Buffer,
+    payload: Buffer,
+    reason: string,
+  ): void {
+    const policy = this.policies[mapping]!;
+    const r: PendingRecord = { entry, mapping, topicIndex: 0, key, value: payload, payload };
+    this.refused(this.lanes[lane]!, r, { index: 0, code: OVERSIZED, message: reason }, policy);
   }
 
   /** Seals every open batch now (shutdown: nothing may wait for a linger timer). */
@@ -201,8 +220,12 @@ export class Dispatcher {
   }
 
   /** Kafka refused `r` for a reason retrying will not fix: apply the mapping's policy. */
-  private refused(l: Lane, r: PendingRecord, f: RecordFailure): void {
-    const policy = this.policies[r.mapping]!;
+  private refused(
+    l: Lane,
+    r: PendingRecord,
+    f: RecordFailure,
+    policy = this.policies[r.mapping]!,
+  ): void {
     this.failed[r.mapping]!.inc();
     // A dead-letter topic that refuses too leaves nothing safe to do but stop.
     const action = r.deadLetter ? 'stop' : policy.onError;
@@ -237,6 +260,9 @@ export class Dispatcher {
           r.halted = true;
           if (++this.halted === 1) this.onHalt(true, err.message);
         }
+        // Oversized by our own limit: retrying cannot help; it stays held until a restart with
+        // another limit or policy.
+        if (f.code === OVERSIZED) return;
         this.later(STOP_RETRY_MS, () => {
           l.sealed.push([r]);
           this.pump(l);

@@ -48,12 +48,13 @@ function start(
   name: string,
   mapping: Partial<MappingSpec> & Record<string, unknown>,
   clientId = '',
+  mqtt: Record<string, unknown> = {},
 ) {
   const fwd = new ForwarderProcess(
     writeConfig(
       testConfig(
         [{ name: 'm', mqtt: { topic: `${name}/#`, qos: 1 }, kafka: { topic: name }, ...mapping }],
-        { mqtt: { client_id: clientId }, shutdown_timeout_ms: 1000 },
+        { mqtt: { client_id: clientId, ...mqtt }, shutdown_timeout_ms: 1000 },
       ),
     ),
   );
@@ -154,6 +155,28 @@ describe('on_error policies against a broker that refuses large records', () => 
     } finally {
       if (fwd.child.exitCode === null) await fwd.stop();
       if (restarted) assert.equal((await restarted.stop()).code, 0);
+    }
+  });
+
+  test('mqtt.max_payload_bytes: a larger message goes through the same policy', async () => {
+    const name = uniqueName('pol-max');
+    const dlq = `${name}-dlq`;
+    const fwd = start(name, { on_error: 'dead_letter', dead_letter_topic: dlq }, '', {
+      max_payload_bytes: 3000,
+    });
+    try {
+      await fwd.ready(1, 1);
+      await publishMany(messages(name));
+      assert.deepEqual(values(await readUntil(name, (r) => values(r).length >= 2)).sort(), [
+        'small-0',
+        'small-2',
+      ]);
+      const dead = await readUntil(dlq, (r) => r.length >= 1);
+      assert.equal(dead[0]!.value.toString(), BIG);
+      const line = await fwd.waitForLog((l) => l['code'] === 'ERR_KAFKA_DELIVERY');
+      assert.match(String(line.msg), /exceeds mqtt\.max_payload_bytes \(3000\)/);
+    } finally {
+      assert.equal((await fwd.stop()).code, 0);
     }
   });
 });
