@@ -1,34 +1,85 @@
-# Multi-stage image of the forwarder. Not yet validated (there is no Docker engine on the
-# project's machines); issue "Packaging" adds a script that replays these steps outside Docker
-# and a Dockerfile linter. Until then treat it as a draft.
+# Container image of the forwarder: a drop-in for the reference service's image.
+#
+#   docker build -t mqtt-kafka-forwarder:0.1.0 .
+#   docker run --rm -v "$(pwd)/my-config.yaml:/forwarding-service/config.yaml:ro" mqtt-kafka-forwarder:0.1.0
+#
+# There is no Docker engine on the project's machines: scripts/image-steps replays this file's
+# build steps (it reads this file: stages, COPY, RUN, ENV, ENTRYPOINT) in a temporary directory,
+# with the production dependencies only, and runs a forwarding smoke test from the result;
+# scripts/lint-packaging lints this file with hadolint. Keep the build-stage RUN lines free of
+# absolute paths (they are replayed relative to the stage's WORKDIR), and keep every apt-get
+# line's package list on the `apt-get install` command (image-steps checks the lists).
 
-# --- build: compile librdkafka (via node-rdkafka) and TypeScript ---------------------------
-FROM node:24-bookworm-slim AS build
+# Node.js LTS on Debian 12 (bookworm), the Debian release the librdkafka package names below are
+# for (bookworm: libssl3; trixie renamed it libssl3t64).
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+# --- build: compile librdkafka (through node-rdkafka's install script) and the TypeScript ------
+FROM ${NODE_IMAGE} AS build
+# Headers for SSL, SASL (PLAIN, SCRAM, GSSAPI), zstd and lz4: without them librdkafka builds
+# silently without those features. Versions come with the Debian release of the base image.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential python3 pkg-config \
-      libssl-dev zlib1g-dev libsasl2-dev libzstd-dev liblz4-dev ca-certificates \
+      libssl-dev zlib1g-dev libsasl2-dev libzstd-dev liblz4-dev \
  && rm -rf /var/lib/apt/lists/*
+# node-gyp builds the addon against the image's own Node headers instead of downloading them.
+ENV npm_config_nodedir=/usr/local
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci
+RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 COPY bin ./bin
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+# Compile, drop the dev dependencies, and trim the native build, which leaves ~500 MB behind
+# (librdkafka's sources and objects, static archives, headers): at run time only the addon and
+# librdkafka's shared libraries are loaded (build/Release/node-librdkafka.node finds them
+# through its RPATH $ORIGIN/../deps).
+RUN npx tsc -p tsconfig.json \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && rk=node_modules/node-rdkafka \
+ && rm -rf "$rk/deps" "$rk/src" "$rk/e2e" "$rk/test" "$rk/bench" "$rk/examples" "$rk/ci" \
+ && find "$rk/build" -mindepth 1 -maxdepth 1 ! -name Release ! -name deps -exec rm -rf {} + \
+ && find "$rk/build/Release" -mindepth 1 -maxdepth 1 ! -name node-librdkafka.node -exec rm -rf {} + \
+ && find "$rk/build/deps" -mindepth 1 -maxdepth 1 ! -name 'librdkafka*.so*' -exec rm -rf {} +
 
-# --- runtime: only the shared libraries librdkafka links against ---------------------------
-FROM node:24-bookworm-slim
+# --- runtime: Node.js and the shared libraries librdkafka links against ------------------------
+FROM ${NODE_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="mqtt-kafka-forwarder" \
+      org.opencontainers.image.description="Forwards MQTT messages to Apache Kafka by topic mappings, at least once" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
+# libsasl2-modules: the SASL mechanisms' plugins (PLAIN, SCRAM); ca-certificates: the system CAs
+# for `security.protocol: ssl` without ssl.ca.location.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl3 zlib1g libsasl2-2 libsasl2-modules \
-      libzstd1 liblz4-1 ca-certificates tini \
+      libzstd1 liblz4-1 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /forwarding-service
+# Owned by root and not writable by the service's user: the app cannot modify itself, and the
+# image runs unchanged with a read-only root filesystem.
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/build/src ./build/src
 COPY --from=build /src/bin ./bin
-# The reference service's mount path; CONFIG_FILE still wins.
-ENV CONFIG_FILE=/forwarding-service/config.yaml NODE_ENV=production
-USER node
-# tini as PID 1 forwards SIGTERM to node, which drains before exiting.
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "/forwarding-service/bin/forwarder.js"]
+# The reference service's mount path (`-v my-config.yaml:/forwarding-service/config.yaml`).
+# `--config` and `-e CONFIG_FILE=...` still choose another file.
+ENV CONFIG_FILE=/forwarding-service/config.yaml \
+    NODE_ENV=production
+# /healthz, /readyz, /metrics (config key `http`, default 0.0.0.0:8080).
+EXPOSE 8080
+# The base image's `node` user, by number so that Kubernetes' runAsNonRoot can verify it.
+USER 1000:1000
+# The entrypoint sizes the Kafka producer pool from the CPUs the container may use, then execs
+# node, which becomes PID 1 and handles SIGTERM itself (drain, exit 0); the process starts no
+# children, so no init is needed to reap zombies.
+#   FORWARDER_CPUS    whole CPUs of the container (the Helm chart passes its CPU limit through
+#                     the Downward API, rounded up); unset: nothing is computed.
+#   FORWARDER_WORKERS worker threads, used by a config that says
+#                     `dispatch: { workers: ${FORWARDER_WORKERS:-1} }` (the chart's does).
+#                     Set explicitly, it wins. Otherwise, from FORWARDER_CPUS:
+#                     CPUs - 1 (one core stays with the main thread, which owns MQTT),
+#                     0 (producer on the main thread) for one CPU, at most 64.
+ENTRYPOINT ["/bin/sh", "-c", "if [ -z \"${FORWARDER_WORKERS:-}\" ] && [ -n \"${FORWARDER_CPUS:-}\" ]; then FORWARDER_WORKERS=$(( FORWARDER_CPUS <= 1 ? 0 : (FORWARDER_CPUS > 65 ? 64 : FORWARDER_CPUS - 1) )); export FORWARDER_WORKERS; fi; exec node /forwarding-service/bin/forwarder.js \"$@\"", "forwarder"]

@@ -23,11 +23,19 @@ export function topicFilterProblem(filter: string): string | undefined {
     return `topic filter is ${bytes} bytes in UTF-8; MQTT allows at most ${MQTT_MAX_STRING_BYTES}`;
   }
 
-  const levels = filter.split('/');
+  let levels = filter.split('/');
   if (levels[0] === '$share') {
-    // The broker hands each message of a shared subscription to one member in turn, so
-    // per-topic order is lost across forwarders; the router also matches plain filters only.
-    return `shared subscriptions ($share/...) are not supported: they lose per-topic order across subscribers ${got}`;
+    // $share/<group>/<filter>: replicas in one group split the messages between them (MQTT 5,
+    // and mosquitto for 3.1.1 too). Opt-in: the broker hands out messages round-robin
+    // regardless of topic, so per-topic order is lost across the group's members.
+    const group = levels[1];
+    if (levels.length < 3 || group === undefined || group === '') {
+      return `a shared subscription is $share/<group>/<filter> ${got}`;
+    }
+    if (group.includes('+') || group.includes('#')) {
+      return `the group name of a shared subscription must not contain wildcards ${got}`;
+    }
+    levels = levels.slice(2);
   }
   for (const [i, level] of levels.entries()) {
     if (level.includes('#')) {

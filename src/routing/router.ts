@@ -27,8 +27,14 @@ export interface Route {
   readonly lane: number;
 }
 
+/** The filter a subscription matches topics with: `$share/<group>/` is not part of it. */
+export function matchingFilter(filter: string): string {
+  if (!filter.startsWith('$share/')) return filter;
+  return filter.split('/').slice(2).join('/');
+}
+
 export function matchesFilter(filter: string, topic: string): boolean {
-  const f = filter.split('/');
+  const f = matchingFilter(filter).split('/');
   const t = topic.split('/');
   if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
   for (let i = 0; i < f.length; i++) {

@@ -35,13 +35,18 @@ describe('routing and payloads', () => {
               mqtt: { topic: `ord-${base}/#`, qos: 1 },
               kafka: { topic: k('order') },
             },
+            {
+              name: 'shared',
+              mqtt: { topic: `$share/g/shr-${base}/#` },
+              kafka: { topic: k('shared') },
+            },
           ],
           // 1 MB payloads: room for a few in the window, and a Kafka message size to match.
           { dispatch: { workers: 2 }, kafka: { config: { 'message.max.bytes': 2_000_000 } } },
         ),
       ),
     );
-    await fwd.ready(7, 2);
+    await fwd.ready(8, 2);
   });
 
   after(async () => {
@@ -104,6 +109,17 @@ describe('routing and payloads', () => {
       lplus.map((r) => r.value.toString()),
       ['control'],
     );
+  });
+
+  test('a shared subscription ($share/<group>/<filter>) forwards by its inner filter', async () => {
+    await publishMany({
+      count: 3,
+      qos: 1,
+      topic: (i) => `shr-${base}/d${i}`,
+      payload: (i) => `s${i}`,
+    });
+    const records = await readAtLeast(k('shared'), 3);
+    assert.deepEqual(records.map((r) => r.value.toString()).sort(), ['s0', 's1', 's2']);
   });
 
   test('binary, empty and 1 MB payloads arrive byte for byte', async () => {

@@ -190,6 +190,7 @@ describe('defaults', () => {
       reconnect_min_ms: 500,
       reconnect_max_ms: 30000,
       inflight_window: 1000,
+      max_payload_bytes: 0,
     });
     assert.deepEqual(cfg.kafka, { bootstrap_server: 'localhost', port: 9092, config: {} });
     assert.equal(cfg.dispatch.workers, 1);
@@ -358,7 +359,7 @@ describe('unknown keys', () => {
 
   it('lists the known keys when nothing is close', () => {
     assert.deepEqual(problemsOf(`mqtt:\n  something_else: 1\n${MINIMAL_FORWARDING}`), [
-      'mqtt.something_else: unknown key (expected one of: host, port, client_id, protocol_version, keepalive_s, session_expiry_s, connect_timeout_ms, reconnect_min_ms, reconnect_max_ms, inflight_window, tls, credentials)',
+      'mqtt.something_else: unknown key (expected one of: host, port, client_id, protocol_version, keepalive_s, session_expiry_s, connect_timeout_ms, reconnect_min_ms, reconnect_max_ms, inflight_window, max_payload_bytes, tls, credentials)',
     ]);
   });
 
@@ -447,10 +448,13 @@ describe('MQTT topic filters', () => {
     ['a/b#', `'#' must occupy a whole level (got "a/b#")`],
     ['a/b+', `'+' must occupy a whole level (got "a/b+")`],
     ['+a/b', `'+' must occupy a whole level (got "+a/b")`],
+    ['$share/g', 'a shared subscription is $share/<group>/<filter> (got "$share/g")'],
+    ['$share//a', 'a shared subscription is $share/<group>/<filter> (got "$share//a")'],
     [
-      '$share/g/a/#',
-      'shared subscriptions ($share/...) are not supported: they lose per-topic order across subscribers (got "$share/g/a/#")',
+      '$share/g+/a',
+      'the group name of a shared subscription must not contain wildcards (got "$share/g+/a")',
     ],
+    ['$share/g/a/#/b', `'#' must be the last level of a filter (got "$share/g/a/#/b")`],
     [
       'a/\ud800',
       'topic filter contains an unpaired UTF-16 surrogate, which has no UTF-8 encoding (got "a/\\ud800")',
@@ -470,7 +474,18 @@ describe('MQTT topic filters', () => {
   });
 
   it('accepts valid filters', () => {
-    for (const filter of ['#', '+', 'a/+/b', 'a/#', '+/+', '/', 'a//b', '$SYS/#', 'ä/€']) {
+    for (const filter of [
+      '#',
+      '+',
+      'a/+/b',
+      'a/#',
+      '+/+',
+      '/',
+      'a//b',
+      '$SYS/#',
+      'ä/€',
+      '$share/g/a/#',
+    ]) {
       assert.equal(parse(withTopics(filter)).forwarding[0]?.mqtt.topic, filter);
     }
   });

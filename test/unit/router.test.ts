@@ -20,6 +20,9 @@ test('matchesFilter follows MQTT filter semantics', () => {
     ['a/+/c', 'a/b/c', true],
     ['a/+/c', 'a/b/d', false],
     ['a/b', 'a/b/c', false],
+    ['$share/group/a/+', 'a/b', true],
+    ['$share/group/#', 'x/y', true],
+    ['$share/group/a/+', 'group/a/b', false],
   ];
   for (const [f, t, want] of cases) assert.equal(matchesFilter(f, t), want, `${f} vs ${t}`);
 });
