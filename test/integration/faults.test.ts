@@ -1,0 +1,349 @@
+/**
+ * Fault injection with zero loss. Each scenario publishes a numbered QoS 1 stream, injects a
+ * fault into a real process (the forwarder, Kafka or mosquitto), then proves with kcat (an
+ * independent consumer) that every published id reached Kafka. Duplicates are counted and
+ * reported, never losses.
+ *
+ * The test command runs a reduced form; `npm run chaos` runs the full form (CHAOS_FULL=1: longer
+ * streams, 10 kills, a 30 s Kafka outage) and writes docs/RELIABILITY.md (CHAOS_REPORT).
+ * Scenarios run one after another on the suite's broker stack and leave it running.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
+import type { TestContext } from 'node:test';
+import { uniqueName } from '../helpers/env';
+import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+import { readUntil } from '../helpers/kafka';
+import { connectClient, publishMany } from '../helpers/mqtt';
+import { stackCmd, waitKafkaWritable } from '../helpers/stack';
+
+const FULL = process.env['CHAOS_FULL'] === '1';
+const COUNT = FULL ? 50_000 : 6_000;
+const KILLS = FULL ? 10 : 3;
+const KAFKA_OUTAGE_MS = FULL ? 30_000 : 8_000;
+const TOPICS = 16;
+
+interface Outcome {
+  readonly scenario: string;
+  readonly published: number;
+  readonly lost: number;
+  readonly duplicates: number;
+  readonly recoveryMs: number;
+  readonly note: string;
+}
+const outcomes: Outcome[] = [];
+
+const live = new Set<ForwarderProcess>();
+after(async () => {
+  await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
+  // Whatever a scenario did, leave both brokers running for the files after this one.
+  await stackCmd(['up']);
+  const file = process.env['CHAOS_REPORT'];
+  if (file) writeFileSync(file, renderReport());
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+class Scenario {
+  readonly base = uniqueName('chaos');
+  readonly kafkaTopic = this.base;
+  readonly clientId = uniqueName('chaos-fwd');
+
+  constructor(
+    readonly name: string,
+    private readonly overrides: Record<string, unknown> = {},
+  ) {}
+
+  start(): ForwarderProcess {
+    const { mqtt, ...rest } = this.overrides as { mqtt?: object };
+    const fwd = new ForwarderProcess(
+      writeConfig(
+        testConfig(
+          [
+            {
+              name: 'chaos',
+              mqtt: { topic: `${this.base}/#`, qos: 1 },
+              kafka: { topic: this.kafkaTopic },
+            },
+          ],
+          {
+            mqtt: { client_id: this.clientId, ...mqtt },
+            dispatch: { workers: 2 },
+            shutdown_timeout_ms: 5_000,
+            ...rest,
+          },
+        ),
+      ),
+    );
+    live.add(fwd);
+    void fwd.exit().then(() => live.delete(fwd));
+    return fwd;
+  }
+
+  /** Publishes ids [from, to) spread over TOPICS topics; resolves once the broker has them all. */
+  publish(from: number, to: number, maxInflight = 200): Promise<void> {
+    return publishMany({
+      count: to - from,
+      qos: 1,
+      topic: (i) => `${this.base}/dev${(from + i) % TOPICS}`,
+      payload: (i) => String(from + i),
+      maxInflight,
+      timeoutMs: 300_000,
+    });
+  }
+
+  /** Reads Kafka until ids 0..count-1 are all there (bounded); returns the tally. */
+  async verify(
+    count: number,
+    timeoutMs = 180_000,
+  ): Promise<{ lost: number; duplicates: number; ms: number }> {
+    const t0 = Date.now();
+    const records = await readUntil(
+      this.kafkaTopic,
+      (r) => new Set(r.map((x) => x.value.toString())).size >= count,
+      timeoutMs,
+    );
+    const seen = new Map<number, number>();
+    for (const r of records) {
+      const id = Number(r.value.toString());
+      seen.set(id, (seen.get(id) ?? 0) + 1);
+    }
+    let lost = 0;
+    for (let i = 0; i < count; i++) if (!seen.has(i)) lost++;
+    const duplicates = records.length - seen.size;
+    return { lost, duplicates, ms: Date.now() - t0 };
+  }
+
+  /** Ends the persistent session so the broker frees it. */
+  async dropSession(): Promise<void> {
+    try {
+      const c = await connectClient({
+        clientId: this.clientId,
+        clean: true,
+        protocolVersion: 5,
+        properties: { sessionExpiryInterval: 0 },
+      });
+      await c.endAsync();
+    } catch {
+      // best effort
+    }
+  }
+
+  record(t: TestContext, o: Omit<Outcome, 'scenario'>): void {
+    const outcome = { scenario: this.name, ...o };
+    outcomes.push(outcome);
+    t.diagnostic(JSON.stringify(outcome));
+  }
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
+  test(`1. kill -9 of the forwarder ${KILLS} times during the stream`, async (t) => {
+    const s = new Scenario('kill -9 forwarder');
+    let fwd = s.start();
+    await fwd.ready(1, 2);
+    const publishing = s.publish(0, COUNT);
+    const t0 = Date.now();
+    for (let k = 0; k < KILLS; k++) {
+      // Random moments, spread over the stream's expected duration.
+      await sleep(300 + Math.random() * 1200);
+      await fwd.stop('SIGKILL');
+      fwd = s.start();
+      await fwd.ready(1, 2);
+    }
+    await publishing;
+    const v = await s.verify(COUNT);
+    s.record(t, {
+      published: COUNT,
+      lost: v.lost,
+      duplicates: v.duplicates,
+      recoveryMs: v.ms,
+      note: `${KILLS} kills in ${Date.now() - t0} ms`,
+    });
+    assert.equal(v.lost, 0);
+    assert.equal((await fwd.stop()).code, 0);
+    await s.dropSession();
+  });
+
+  test(`2. Kafka killed (-9) for ${KAFKA_OUTAGE_MS / 1000} s: the forwarder stops reading, stays bounded, resumes`, async (t) => {
+    const s = new Scenario('Kafka kill -9 + restart', { mqtt: { inflight_window: 1000 } });
+    const fwd = s.start();
+    await fwd.ready(1, 2);
+    await s.publish(0, COUNT / 2);
+    await stackCmd(['kill', 'kafka']);
+    const killedAt = Date.now();
+    // Publishing goes on into mosquitto while Kafka is down; the forwarder must hold still.
+    const publishing = s.publish(COUNT / 2, COUNT);
+    let maxRss = 0;
+    while (Date.now() - killedAt < KAFKA_OUTAGE_MS) {
+      maxRss = Math.max(maxRss, rssMb(fwd.pid));
+      assert.equal(fwd.child.exitCode, null, 'forwarder keeps running while Kafka is down');
+      await sleep(500);
+    }
+    await stackCmd(['up', 'kafka']);
+    await waitKafkaWritable();
+    const restartedAt = Date.now();
+    await publishing;
+    const v = await s.verify(COUNT);
+    const lines = fwd.lines.filter((l) => l.msg === 'stats').map((l) => Number(l['window']));
+    s.record(t, {
+      published: COUNT,
+      lost: v.lost,
+      duplicates: v.duplicates,
+      recoveryMs: Date.now() - restartedAt,
+      note: `outage ${Math.round((restartedAt - killedAt) / 1000)} s, max RSS ${maxRss} MB, max window ${Math.max(0, ...lines)}`,
+    });
+    assert.equal(v.lost, 0);
+    assert.ok(maxRss < 400, `RSS bounded (max ${maxRss} MB)`);
+    assert.ok(Math.max(0, ...lines) <= 1000, 'window never above its bound');
+    assert.equal((await fwd.stop()).code, 0);
+    await s.dropSession();
+  });
+
+  test('3. mosquitto restarted (graceful, persistence on): reconnect, resubscribe, nothing lost', async (t) => {
+    const s = new Scenario('mosquitto restart');
+    const fwd = s.start();
+    await fwd.ready(1, 2);
+    await s.publish(0, COUNT / 2);
+    await stackCmd(['down', 'mosquitto']);
+    const downAt = Date.now();
+    await sleep(1_000);
+    await stackCmd(['up', 'mosquitto']);
+    await fwd.waitForLog(
+      (l) => l.msg === 'mqtt connected' && Date.parse(String(l['time'])) > downAt,
+      60_000,
+      'reconnect',
+    );
+    const reconnectedMs = Date.now() - downAt;
+    await s.publish(COUNT / 2, COUNT);
+    const v = await s.verify(COUNT);
+    s.record(t, {
+      published: COUNT,
+      lost: v.lost,
+      duplicates: v.duplicates,
+      recoveryMs: reconnectedMs,
+      note: 'recovery = broker down → forwarder reconnected',
+    });
+    assert.equal(v.lost, 0);
+    assert.equal((await fwd.stop()).code, 0);
+    await s.dropSession();
+  });
+
+  test('4. brokers unreachable at start-up: retries with backoff, no crash, forwards once they appear', async (t) => {
+    const s = new Scenario('brokers down at start-up', {
+      dispatch: { workers: 2, kafka_connect_timeout_ms: 1_000 },
+    });
+    await stackCmd(['down']);
+    const fwd = s.start();
+    await sleep(FULL ? 15_000 : 6_000);
+    assert.equal(fwd.child.exitCode, null, 'no crash while the brokers are missing');
+    const mqttRetries = fwd.lines
+      .filter((l) => l.msg === 'mqtt reconnecting')
+      .map((l) => Number(l['delayMs']));
+    const kafkaRetries = fwd.lines.filter((l) => l['code'] === 'ERR_KAFKA_CONNECT').length;
+    assert.ok(mqttRetries.length >= 2, 'MQTT reconnect attempts are logged');
+    assert.ok(
+      mqttRetries.at(-1)! > mqttRetries[0]!,
+      `MQTT backoff grows (${mqttRetries.join(', ')} ms)`,
+    );
+    assert.ok(kafkaRetries >= 1, 'Kafka connect failures are logged with their code');
+    const upAt = Date.now();
+    await stackCmd(['up']);
+    await waitKafkaWritable();
+    await fwd.ready(1, 2, 90_000);
+    const readyMs = Date.now() - upAt;
+    await s.publish(0, COUNT);
+    const v = await s.verify(COUNT);
+    s.record(t, {
+      published: COUNT,
+      lost: v.lost,
+      duplicates: v.duplicates,
+      recoveryMs: readyMs,
+      note: `${mqttRetries.length} MQTT retries (${mqttRetries.join('/')} ms), ${kafkaRetries} Kafka connect retries`,
+    });
+    assert.equal(v.lost, 0);
+    assert.equal((await fwd.stop()).code, 0);
+    await s.dropSession();
+  });
+
+  test('5. SIGTERM under load: drains in time; a graceful restart redelivers nothing acked', async (t) => {
+    const s = new Scenario('SIGTERM under load');
+    let fwd = s.start();
+    await fwd.ready(1, 2);
+    const publishing = s.publish(0, COUNT);
+    await sleep(800);
+    const stopped = await fwd.stop('SIGTERM');
+    assert.equal(stopped.code, 0, fwd.tail());
+    assert.ok(
+      stopped.ms < 5_000 + 3_000,
+      `drained within shutdown_timeout_ms (+margin): ${stopped.ms} ms`,
+    );
+    assert.ok(
+      fwd.lines.some((l) => l.msg === 'forwarder stopped'),
+      'orderly stop logged',
+    );
+    assert.ok(
+      !fwd.lines.some((l) => l['code'] === 'ERR_SHUTDOWN_TIMEOUT'),
+      'drained before the timeout',
+    );
+    fwd = s.start();
+    await fwd.ready(1, 2);
+    await publishing;
+    const v = await s.verify(COUNT);
+    s.record(t, {
+      published: COUNT,
+      lost: v.lost,
+      duplicates: v.duplicates,
+      recoveryMs: stopped.ms,
+      note: 'recovery = SIGTERM → exit',
+    });
+    assert.equal(v.lost, 0);
+    assert.equal(v.duplicates, 0, 'no message acknowledged before the exit is delivered again');
+    assert.equal((await fwd.stop()).code, 0);
+    await s.dropSession();
+  });
+
+  test('6. forwarder paused (SIGSTOP) past the MQTT keepalive, then resumed', async (t) => {
+    const s = new Scenario('SIGSTOP past keepalive', { mqtt: { keepalive_s: 2 } });
+    const fwd = s.start();
+    await fwd.ready(1, 2);
+    const publishing = s.publish(0, COUNT);
+    await sleep(500);
+    fwd.child.kill('SIGSTOP');
+    // 1.5 × keepalive is 3 s: the broker drops the connection meanwhile.
+    await sleep(FULL ? 20_000 : 6_000);
+    const resumedAt = Date.now();
+    fwd.child.kill('SIGCONT');
+    await publishing;
+    const v = await s.verify(COUNT);
+    const reconnects = fwd.lines.filter((l) => l.msg === 'mqtt connected').length - 1;
+    s.record(t, {
+      published: COUNT,
+      lost: v.lost,
+      duplicates: v.duplicates,
+      recoveryMs: Date.now() - resumedAt,
+      note: `${reconnects} reconnect(s) after resume`,
+    });
+    assert.equal(v.lost, 0);
+    assert.equal((await fwd.stop()).code, 0);
+    await s.dropSession();
+  });
+});
+
+function renderReport(): string {
+  const rows = outcomes.map(
+    (o) =>
+      `| ${o.scenario} | ${o.published} | ${o.lost} | ${o.duplicates} | ${(o.recoveryMs / 1000).toFixed(1)} s | ${o.note} |`,
+  );
+  return [
+    '| scenario | published | lost | duplicates | recovery | notes |',
+    '| --- | ---: | ---: | ---: | ---: | --- |',
+    ...rows,
+    '',
+  ].join('\n');
+}
