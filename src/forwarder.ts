@@ -209,6 +209,16 @@ export class Forwarder {
   }
 
   private onPublish(packet: IPublishPacket, conn: number): void {
+    // A PUBLISH mqtt.js had already parsed when shutdown began: not forwarded and never
+    // acknowledged, so the broker redelivers it. Dispatching it now would race the producers'
+    // disconnect (and the drain has already decided it is done).
+    if (this.window.isClosed) {
+      this.log.debug(
+        { topic: packet.topic },
+        'message arrived during shutdown; left unacknowledged',
+      );
+      return;
+    }
     this.stats.received++;
     this.metrics.received.inc();
     const topic = packet.topic;

@@ -47,6 +47,11 @@ export class InflightWindow {
     return this.heldBytes;
   }
 
+  /** True after close(): shutdown has begun and nothing new may be admitted. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   get hasRoom(): boolean {
     return (
       !this.closed && !this.paused && this.size < this.maxMessages && this.heldBytes < this.maxBytes

@@ -1,0 +1,361 @@
+/**
+ * Start/stop lifecycle, repeated: the real forwarder process must exit 0 on SIGTERM, within a
+ * bound, in every run — with Kafka up, with messages in flight, with Kafka unreachable from the
+ * start (SIGTERM during pending connects: the binding segfaults if a thread ends under a pending
+ * native call, DESIGN.md), and with Kafka frozen or killed while messages are in flight.
+ *
+ * Each scenario runs LIFECYCLE_RUNS times (default 20) in worker mode and LIFECYCLE_INLINE_RUNS
+ * times (default 5) in inline mode. Failures of single runs are collected, so a failing test
+ * reports how often out of N and the forwarder's last log lines for each failed run.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import type { TestContext } from 'node:test';
+import { uniqueName } from '../helpers/env';
+import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+import type { LogLine } from '../helpers/forwarder';
+import { readUntil } from '../helpers/kafka';
+import { connectClient, publishMany } from '../helpers/mqtt';
+import { closedPort, freezeKafka, stackCmd, thawKafka, waitKafkaWritable } from '../helpers/stack';
+
+const RUNS = Number(process.env['LIFECYCLE_RUNS'] ?? 20);
+const INLINE_RUNS = Number(process.env['LIFECYCLE_INLINE_RUNS'] ?? Math.min(5, RUNS));
+
+const SHUTDOWN_TIMEOUT_MS = 1_000;
+/**
+ * Longest clean exit after SIGTERM: window drain (shutdown_timeout_ms) + MQTT disconnect bound
+ * (2 s) + producer flush bound (5 s) + the CLI's last-resort exit timer (1 s) + 3 s margin for a
+ * loaded 2-core machine. Past it the test SIGKILLs the forwarder and counts the run as a hang.
+ */
+const EXIT_BOUND_MS = SHUTDOWN_TIMEOUT_MS + 2_000 + 5_000 + 1_000 + 3_000;
+const START_TIMEOUT_MS = 30_000;
+
+const MODES = [
+  { name: 'workers', workers: 2, producers: 2, runs: RUNS },
+  { name: 'inline', workers: 0, producers: 1, runs: INLINE_RUNS },
+] as const;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Every forwarder a test started, so a failing assertion never leaves one running. */
+const live = new Set<ForwarderProcess>();
+after(async () => {
+  thawKafka();
+  await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
+});
+
+function start(config: Record<string, unknown>): ForwarderProcess {
+  const fwd = new ForwarderProcess(writeConfig(config));
+  live.add(fwd);
+  void fwd.exit().then(() => live.delete(fwd));
+  return fwd;
+}
+
+interface RunResult {
+  readonly ms: number;
+  readonly failure?: string;
+}
+
+/** Error-level log lines (pino level >= 50) written after the signal arrived. */
+function shutdownErrors(fwd: ForwarderProcess): LogLine[] {
+  const from = fwd.lines.findIndex((l) => l.msg === 'signal received');
+  return from < 0 ? [] : fwd.lines.slice(from).filter((l) => Number(l.level ?? 0) >= 50);
+}
+
+/**
+ * SIGTERMs `fwd` and judges the exit: code 0, no signal (SIGSEGV = crash), within the bound.
+ * With `cleanLog`, an error logged during shutdown fails the run too: with Kafka up, stopping
+ * must not kill a batch task or lose track of one.
+ */
+async function stopAndCheck(
+  fwd: ForwarderProcess,
+  what: string,
+  cleanLog = false,
+): Promise<RunResult> {
+  const r = await fwd.stop('SIGTERM', EXIT_BOUND_MS);
+  const problems: string[] = [];
+  const errors = shutdownErrors(fwd);
+  if (cleanLog && errors.length > 0)
+    problems.push(
+      `${errors.length} error line(s) during shutdown: ${errors.map((e) => JSON.stringify(e).slice(0, 400)).join(' | ')}`,
+    );
+  if (r.signal === 'SIGKILL') problems.push(`hang: no exit within ${EXIT_BOUND_MS} ms (SIGKILLed)`);
+  else if (r.signal !== null) problems.push(`died by signal ${r.signal}`);
+  else if (r.code !== 0) problems.push(`exit code ${r.code}${r.code === 139 ? ' (segfault)' : ''}`);
+  const stderr = fwd.stderr.join('');
+  if (/Segmentation fault|FATAL ERROR|Abort|core dumped/i.test(stderr))
+    problems.push('crash text on stderr');
+  if (!fwd.lines.some((l) => l.msg === 'forwarder stopped'))
+    problems.push("no 'forwarder stopped' log line");
+  if (problems.length === 0) return { ms: r.ms };
+  return {
+    ms: r.ms,
+    failure: `${what}: ${problems.join('; ')} (code ${r.code}, signal ${r.signal}, ${r.ms} ms); last lines:\n${fwd.tail(25)}`,
+  };
+}
+
+/** The first log line with `msg`, if any. */
+function logLine(fwd: ForwarderProcess, msg: string): LogLine | undefined {
+  return fwd.lines.find((l) => l.msg === msg);
+}
+
+/** Drops a persistent session (MQTT 5 clean start, session expiry 0) so the broker frees it. */
+async function dropSession(clientId: string): Promise<void> {
+  try {
+    const c = await connectClient({
+      clientId,
+      clean: true,
+      protocolVersion: 5,
+      properties: { sessionExpiryInterval: 0 },
+    });
+    await c.endAsync();
+  } catch {
+    // best effort: a leftover session only costs broker memory
+  }
+}
+
+interface Summary {
+  readonly results: RunResult[];
+  readonly notes: string[];
+}
+
+function report(t: TestContext, label: string, s: Summary): void {
+  const times = s.results.map((r) => r.ms).sort((a, b) => a - b);
+  const failures = s.results.filter((r) => r.failure !== undefined);
+  const line =
+    `lifecycle ${label}: runs=${times.length} ok=${times.length - failures.length} ` +
+    `exit ms max=${times.at(-1) ?? 0} median=${times[Math.floor(times.length / 2)] ?? 0} ` +
+    `min=${times[0] ?? 0}`;
+  console.log(line);
+  t.diagnostic(line);
+  for (const n of s.notes) t.diagnostic(n);
+  assert.equal(
+    failures.length,
+    0,
+    `${failures.length} of ${times.length} runs failed:\n${failures.map((f) => f.failure).join('\n---\n')}`,
+  );
+}
+
+/** A mapping of one topic per run, QoS 1, to a Kafka topic named like it. */
+function mappingFor(
+  base: string,
+): { name: string; mqtt: { topic: string; qos: 1 }; kafka: { topic: string } }[] {
+  return [{ name: 'lc', mqtt: { topic: `${base}/#`, qos: 1 }, kafka: { topic: base } }];
+}
+
+function idsOf(records: readonly { value: Buffer }[]): Map<number, number> {
+  const seen = new Map<number, number>();
+  for (const r of records) {
+    const id = Number(r.value.toString());
+    seen.set(id, (seen.get(id) ?? 0) + 1);
+  }
+  return seen;
+}
+
+for (const mode of MODES) {
+  describe(`lifecycle: ${mode.name} mode (dispatch.workers ${mode.workers}), ${mode.runs} runs per scenario`, () => {
+    const perRunBudget = (ms: number): number => 120_000 + mode.runs * ms;
+
+    test(
+      'a. SIGTERM after ready, Kafka up → exit 0',
+      { timeout: perRunBudget(20_000) },
+      async (t) => {
+        const s: Summary = { results: [], notes: [] };
+        for (let run = 0; run < mode.runs; run++) {
+          const base = uniqueName(`lc-a-${mode.name}`);
+          const fwd = start(
+            testConfig(mappingFor(base), {
+              dispatch: { workers: mode.workers },
+              shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
+            }),
+          );
+          try {
+            await fwd.ready(1, mode.producers, START_TIMEOUT_MS);
+          } catch (err) {
+            s.results.push({ ms: 0, failure: `run ${run}: not ready: ${String(err)}` });
+            await fwd.stop('SIGKILL', 5_000);
+            continue;
+          }
+          const r = await stopAndCheck(fwd, `run ${run}`, true);
+          s.results.push(r);
+        }
+        report(t, `${mode.name} a (Kafka up)`, s);
+      },
+    );
+
+    test(
+      'b. SIGTERM with QoS 1 messages in flight → exit 0, and a restart delivers every message',
+      { timeout: perRunBudget(40_000) },
+      async (t) => {
+        const COUNT = 3_000;
+        const checkRuns = new Set([0, mode.runs - 1]);
+        const s: Summary = { results: [], notes: [] };
+        let inFlightRuns = 0;
+        for (let run = 0; run < mode.runs; run++) {
+          const base = uniqueName(`lc-b-${mode.name}`);
+          const config = testConfig(mappingFor(base), {
+            mqtt: { client_id: base },
+            dispatch: { workers: mode.workers },
+            shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
+          });
+          const fwd = start(config);
+          let publishing: Promise<unknown> = Promise.resolve();
+          try {
+            await fwd.ready(1, mode.producers, START_TIMEOUT_MS);
+            publishing = publishMany({
+              count: COUNT,
+              qos: 1,
+              topic: () => `${base}/d`,
+              payload: (i) => String(i),
+              timeoutMs: 60_000,
+            }).catch((err: unknown) => err);
+            // 0..200 ms into a stream that takes ~100-300 ms to publish: from before the first
+            // message arrives to deep in the stream.
+            await sleep((run * 37) % 200);
+            const r = await stopAndCheck(fwd, `run ${run}`, true);
+            s.results.push(r);
+            const stopping = logLine(fwd, 'forwarder stopping');
+            const stopped = logLine(fwd, 'forwarder stopped');
+            if (Number(stopping?.['inFlight'] ?? 0) > 0) inFlightRuns++;
+            s.notes.push(
+              `run ${run}: exit ${r.ms} ms, in flight at SIGTERM ${String(stopping?.['inFlight'])}, received ${String(stopped?.['received'])}, released ${String(stopped?.['released'])}`,
+            );
+            const pubErr = await publishing;
+            if (pubErr) throw pubErr;
+            if (!checkRuns.has(run) || r.failure) continue;
+
+            // Restart with the same client id: the broker redelivers what was not acknowledged
+            // and the messages published while the forwarder was down.
+            const again = start(config);
+            try {
+              await again.ready(1, mode.producers, START_TIMEOUT_MS);
+              const records = await readUntil(base, (recs) => idsOf(recs).size >= COUNT, 60_000);
+              const ids = idsOf(records);
+              const missing: number[] = [];
+              for (let i = 0; i < COUNT; i++) if (!ids.has(i)) missing.push(i);
+              const dups = records.length - ids.size;
+              s.notes.push(
+                `run ${run} restart check: ${records.length} records, ${ids.size}/${COUNT} ids, ${dups} duplicates, ${missing.length} missing`,
+              );
+              if (missing.length > 0) {
+                s.results.push({
+                  ms: 0,
+                  failure: `run ${run}: ${missing.length} of ${COUNT} messages lost after restart (first: ${missing.slice(0, 20).join(',')}); restart log:\n${again.tail(25)}`,
+                });
+              }
+            } finally {
+              const r2 = await stopAndCheck(again, `run ${run} (restart)`, true);
+              if (r2.failure) s.results.push(r2);
+            }
+          } catch (err) {
+            s.results.push({ ms: 0, failure: `run ${run}: ${String(err)}\n${fwd.tail(25)}` });
+            await fwd.stop('SIGKILL', 5_000);
+            await publishing;
+          } finally {
+            await dropSession(base);
+          }
+        }
+        s.notes.unshift(`${inFlightRuns} of ${mode.runs} runs had messages in flight at SIGTERM`);
+        report(t, `${mode.name} b (messages in flight)`, s);
+      },
+    );
+
+    test(
+      'c. Kafka unreachable from the start: SIGTERM during pending connects → exit 0, no crash',
+      { timeout: perRunBudget(20_000) },
+      async (t) => {
+        const s: Summary = { results: [], notes: [] };
+        for (let run = 0; run < mode.runs; run++) {
+          const port = await closedPort();
+          const base = uniqueName(`lc-c-${mode.name}`);
+          const fwd = start(
+            testConfig(mappingFor(base), {
+              kafka: { bootstrap_server: '127.0.0.1', port },
+              dispatch: { workers: mode.workers, kafka_connect_timeout_ms: 1_000 },
+              shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
+            }),
+          );
+          // Delay measured from 'forwarder starting' (signal handlers are installed by then),
+          // spread over 100 ms .. 2 s so SIGTERM lands in connect attempts and backoff sleeps.
+          const delay = mode.runs === 1 ? 100 : 100 + Math.round((1_900 * run) / (mode.runs - 1));
+          try {
+            await fwd.waitForLog((l) => l.msg === 'forwarder starting', START_TIMEOUT_MS, 'start');
+          } catch (err) {
+            s.results.push({ ms: 0, failure: `run ${run}: ${String(err)}` });
+            await fwd.stop('SIGKILL', 5_000);
+            continue;
+          }
+          await sleep(delay);
+          const failedConnects = fwd.lines.filter((l) =>
+            /kafka producer connect.*failed/.test(String(l.msg)),
+          ).length;
+          const r = await stopAndCheck(fwd, `run ${run} (SIGTERM ${delay} ms after start)`);
+          s.results.push(r);
+          s.notes.push(
+            `run ${run}: SIGTERM ${delay} ms after start, ${failedConnects} failed connects before it, exit ${r.ms} ms, ${shutdownErrors(fwd).length} error lines at shutdown`,
+          );
+        }
+        report(t, `${mode.name} c (Kafka unreachable)`, s);
+      },
+    );
+
+    test(
+      'd. Kafka frozen (SIGSTOP) or killed with messages in flight: SIGTERM → exit 0 within the bound',
+      { timeout: perRunBudget(90_000) },
+      async (t) => {
+        const COUNT = 5_000;
+        // The slow variant (a real SIGKILL of Kafka and a restart, ~10 s) in two runs.
+        const killRuns = new Set(mode.runs >= 6 ? [1, 5] : [1 % mode.runs]);
+        const s: Summary = { results: [], notes: [] };
+        for (let run = 0; run < mode.runs; run++) {
+          const kill = killRuns.has(run);
+          const base = uniqueName(`lc-d-${mode.name}`);
+          const fwd = start(
+            testConfig(mappingFor(base), {
+              dispatch: { workers: mode.workers },
+              shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
+            }),
+          );
+          let publishing: Promise<unknown> = Promise.resolve();
+          let kafkaDown = false;
+          try {
+            await fwd.ready(1, mode.producers, START_TIMEOUT_MS);
+            publishing = publishMany({
+              count: COUNT,
+              qos: 1,
+              topic: () => `${base}/d`,
+              payload: (i) => String(i),
+              timeoutMs: 60_000,
+            }).catch((err: unknown) => err);
+            await sleep(30 + ((run * 53) % 120));
+            kafkaDown = true;
+            if (kill) await stackCmd(['kill', 'kafka'], { timeoutMs: 30_000 });
+            else freezeKafka();
+            // Let the window fill against the dead broker before the signal.
+            await sleep(300);
+            const r = await stopAndCheck(fwd, `run ${run} (Kafka ${kill ? 'killed' : 'frozen'})`);
+            s.results.push(r);
+            const stopping = logLine(fwd, 'forwarder stopping');
+            s.notes.push(
+              `run ${run}: Kafka ${kill ? 'killed' : 'frozen'}, in flight at SIGTERM ${String(stopping?.['inFlight'])}, exit ${r.ms} ms, ${shutdownErrors(fwd).length} error lines at shutdown`,
+            );
+          } catch (err) {
+            s.results.push({ ms: 0, failure: `run ${run}: ${String(err)}\n${fwd.tail(25)}` });
+            await fwd.stop('SIGKILL', 5_000);
+          } finally {
+            if (kafkaDown) {
+              thawKafka();
+              if (kill) await stackCmd(['up', 'kafka'], { timeoutMs: 120_000 });
+              const ms = await waitKafkaWritable(90_000);
+              s.notes.push(`run ${run}: Kafka writable again after ${ms} ms`);
+            }
+            const pubErr = await publishing;
+            if (pubErr)
+              s.results.push({ ms: 0, failure: `run ${run}: publisher: ${String(pubErr)}` });
+          }
+        }
+        report(t, `${mode.name} d (Kafka frozen/killed)`, s);
+      },
+    );
+  });
+}
