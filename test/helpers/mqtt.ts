@@ -76,3 +76,18 @@ export async function publishMany(opts: PublishOptions): Promise<void> {
     await client.endAsync();
   }
 }
+
+/** Ends a persistent session (MQTT 5 clean start, session expiry 0) so the broker frees it. */
+export async function dropSession(clientId: string): Promise<void> {
+  try {
+    const c = await connectClient({
+      clientId,
+      clean: true,
+      protocolVersion: 5,
+      properties: { sessionExpiryInterval: 0 },
+    });
+    await c.endAsync();
+  } catch {
+    // best effort: a leftover session only costs broker memory
+  }
+}

@@ -13,7 +13,7 @@ import { uniqueName } from '../helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
 import type { KafkaRecord } from '../helpers/kafka';
 import { readAll, readUntil } from '../helpers/kafka';
-import { connectClient, publishMany } from '../helpers/mqtt';
+import { dropSession, publishMany } from '../helpers/mqtt';
 
 const COUNT = Number(process.env['AT_LEAST_ONCE_COUNT'] ?? 30_000);
 /** When each SIGKILL comes, in ms after the (re)started forwarder is ready. */
@@ -43,20 +43,6 @@ function idsOf(records: readonly KafkaRecord[]): Map<number, number> {
     seen.set(id, (seen.get(id) ?? 0) + 1);
   }
   return seen;
-}
-
-async function dropSession(clientId: string): Promise<void> {
-  try {
-    const c = await connectClient({
-      clientId,
-      clean: true,
-      protocolVersion: 5,
-      properties: { sessionExpiryInterval: 0 },
-    });
-    await c.endAsync();
-  } catch {
-    // best effort: a leftover session only costs broker memory
-  }
 }
 
 const CASES = [

@@ -15,7 +15,7 @@ import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
 import { readUntil } from '../helpers/kafka';
-import { connectClient, publishMany } from '../helpers/mqtt';
+import { dropSession, publishMany } from '../helpers/mqtt';
 import { stackCmd, waitKafkaWritable } from '../helpers/stack';
 
 const FULL = process.env['CHAOS_FULL'] === '1';
@@ -116,18 +116,8 @@ class Scenario {
   }
 
   /** Ends the persistent session so the broker frees it. */
-  async dropSession(): Promise<void> {
-    try {
-      const c = await connectClient({
-        clientId: this.clientId,
-        clean: true,
-        protocolVersion: 5,
-        properties: { sessionExpiryInterval: 0 },
-      });
-      await c.endAsync();
-    } catch {
-      // best effort
-    }
+  dropSession(): Promise<void> {
+    return dropSession(this.clientId);
   }
 
   record(t: TestContext, o: Omit<Outcome, 'scenario'>): void {

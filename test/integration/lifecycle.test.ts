@@ -15,7 +15,7 @@ import { uniqueName } from '../helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
 import type { LogLine } from '../helpers/forwarder';
 import { readUntil } from '../helpers/kafka';
-import { connectClient, publishMany } from '../helpers/mqtt';
+import { dropSession, publishMany } from '../helpers/mqtt';
 import { closedPort, freezeKafka, stackCmd, thawKafka, waitKafkaWritable } from '../helpers/stack';
 
 const RUNS = Number(process.env['LIFECYCLE_RUNS'] ?? 20);
@@ -97,21 +97,6 @@ async function stopAndCheck(
 /** The first log line with `msg`, if any. */
 function logLine(fwd: ForwarderProcess, msg: string): LogLine | undefined {
   return fwd.lines.find((l) => l.msg === msg);
-}
-
-/** Drops a persistent session (MQTT 5 clean start, session expiry 0) so the broker frees it. */
-async function dropSession(clientId: string): Promise<void> {
-  try {
-    const c = await connectClient({
-      clientId,
-      clean: true,
-      protocolVersion: 5,
-      properties: { sessionExpiryInterval: 0 },
-    });
-    await c.endAsync();
-  } catch {
-    // best effort: a leftover session only costs broker memory
-  }
 }
 
 interface Summary {
