@@ -148,10 +148,19 @@ export class MqttSource {
     const client = this.client;
     if (!client) return;
     await new Promise<void>((resolve) => {
-      if (this.gate?.stalled) {
+      if (this.gate?.stalled && client.stream) {
         // Not reading, so mqtt.js would never see the socket close after a graceful end().
+        // Half-close instead: the acks just released and the DISCONNECT must reach the socket
+        // before it is destroyed, or the broker redelivers messages Kafka already has.
+        const stream = client.stream;
         this.gate.sendDisconnect();
-        client.end(true, () => resolve());
+        const force = (): void => {
+          clearTimeout(timer);
+          client.end(true, () => resolve());
+        };
+        const timer = setTimeout(force, timeoutMs);
+        stream.once('finish', force);
+        stream.end();
         return;
       }
       const timer = setTimeout(() => client.end(true, () => resolve()), timeoutMs);
