@@ -152,14 +152,21 @@ export class MqttSource {
         // Not reading, so mqtt.js would never see the socket close after a graceful end().
         // Half-close instead: the acks just released and the DISCONNECT must reach the socket
         // before it is destroyed, or the broker redelivers messages Kafka already has.
-        const stream = client.stream;
+        // And keep reading (discarding) until the broker closes: closing a socket with unread
+        // data sends RST, and the broker then drops what it had not read yet — our last acks.
+        // The discarded PUBLISHes were never acknowledged; the broker redelivers them.
+        const stream = client.stream as NodeJS.ReadWriteStream & { destroyed?: boolean };
         this.gate.sendDisconnect();
         const force = (): void => {
           clearTimeout(timer);
           client.end(true, () => resolve());
         };
         const timer = setTimeout(force, timeoutMs);
-        stream.once('finish', force);
+        stream.once('close', force);
+        stream.once('end', force);
+        stream.unpipe();
+        stream.on('data', () => undefined);
+        stream.resume();
         stream.end();
         return;
       }
