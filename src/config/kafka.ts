@@ -125,6 +125,11 @@ export function redactKafkaProps<T>(
 
 /** A copy of the whole config safe to log (MQTT password and Kafka secrets replaced). */
 export function redactConfig(cfg: Config): Config {
+  const config = redactKafkaProps(cfg.kafka.config);
+  // Whatever came from a secret file is hidden, even under a name not recognised as secret.
+  for (const key of Object.keys(cfg.kafka.config_files ?? {})) {
+    if (config[key] !== undefined) config[key] = REDACTED;
+  }
   return {
     ...cfg,
     mqtt: {
@@ -133,6 +138,6 @@ export function redactConfig(cfg: Config): Config {
         credentials: { ...cfg.mqtt.credentials, password: REDACTED },
       }),
     },
-    kafka: { ...cfg.kafka, config: redactKafkaProps(cfg.kafka.config) },
+    kafka: { ...cfg.kafka, config },
   };
 }

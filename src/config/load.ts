@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -79,7 +79,80 @@ export function parseConfigText(text: string, sourceName: string, env: Env = pro
   if (problems.length > 0 || !result.success) {
     throw new ConfigInvalidError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
   }
-  return result.data;
+  const cfg = resolveSecretFiles(result.data, problems);
+  if (problems.length > 0) {
+    throw new ConfigInvalidError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
+  }
+  return cfg;
+}
+
+/** A password or a PEM key is far smaller; a device or a wrong path (a log file) may not be. */
+const MAX_SECRET_FILE_BYTES = 64 * 1024;
+
+/**
+ * Reads `mqtt.credentials.password_file` and `kafka.config_files` into the values they stand
+ * for, so the rest of the forwarder handles a secret from a file exactly like one written in the
+ * config (and redacts it the same way). Read once, at load time: a missing or unreadable file is
+ * a config error at start rather than an authentication failure later. Problems name the path,
+ * never the content.
+ */
+function resolveSecretFiles(cfg: Config, problems: Problem[]): Config {
+  let mqtt = cfg.mqtt;
+  const credentials = cfg.mqtt.credentials;
+  if (credentials?.password_file !== undefined) {
+    const at = ['mqtt', 'credentials', 'password_file'];
+    const password = readSecretFile(credentials.password_file, at, problems);
+    if (password !== undefined) mqtt = { ...mqtt, credentials: { ...credentials, password } };
+  }
+  let kafka = cfg.kafka;
+  const files = cfg.kafka.config_files;
+  if (files !== undefined) {
+    const config = { ...kafka.config };
+    for (const [key, file] of Object.entries(files)) {
+      const value = readSecretFile(file, ['kafka', 'config_files', key], problems);
+      if (value !== undefined) config[key] = value;
+    }
+    kafka = { ...kafka, config };
+  }
+  return { ...cfg, mqtt, kafka };
+}
+
+function readSecretFile(file: string, at: ConfigPath, problems: Problem[]): string | undefined {
+  const resolved = path.resolve(file);
+  const shown = resolved === file ? file : `${file} (${resolved})`;
+  let text: string;
+  try {
+    // stat follows symlinks: Kubernetes mounts each Secret key as a link into a ..data folder.
+    const stat = statSync(resolved);
+    if (!stat.isFile()) {
+      problems.push({ path: at, message: `cannot read ${shown}: not a regular file` });
+      return undefined;
+    }
+    if (stat.size > MAX_SECRET_FILE_BYTES) {
+      problems.push({
+        path: at,
+        message: `${shown} is larger than ${MAX_SECRET_FILE_BYTES} bytes; is it the right file?`,
+      });
+      return undefined;
+    }
+    text = readFileSync(resolved, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    const why = code === 'ENOENT' ? 'no such file' : readFailure(err);
+    problems.push({ path: at, message: `cannot read ${shown}: ${why}` });
+    return undefined;
+  }
+  // `echo secret > file` and `kubectl create secret --from-file` leave one line break at the end.
+  const value = text.endsWith('\r\n')
+    ? text.slice(0, -2)
+    : text.endsWith('\n')
+      ? text.slice(0, -1)
+      : text;
+  if (value === '') {
+    problems.push({ path: at, message: `${shown} is empty` });
+    return undefined;
+  }
+  return value;
 }
 
 function parseYaml(text: string, sourceName: string): unknown {

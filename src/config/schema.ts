@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { KAFKA_PROPERTY_ALIASES, isAcksAll, isKafkaTrue, userAcks } from './kafka';
+import {
+  KAFKA_PROPERTY_ALIASES,
+  isAcksAll,
+  isKafkaTrue,
+  isSecretKafkaKey,
+  userAcks,
+} from './kafka';
 import { KAFKA_TOPIC_JSON_SCHEMA, kafkaTopicProblem, topicFilterProblem } from './topic-rules';
 
 // setTimeout fires at once for delays above this, so no millisecond setting may exceed it.
@@ -52,7 +58,17 @@ const credentialsSchema = z
     username: z.string().describe('User name sent in CONNECT.'),
     password: z
       .string()
-      .describe('Password sent in CONNECT. Use `${ENV_VAR}` to keep it out of the file.'),
+      .optional()
+      .describe(
+        'Password sent in CONNECT. Use `${ENV_VAR}` or password_file to keep it out of the file. Exactly one of password and password_file.',
+      ),
+    password_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Path of a file holding the password, e.g. a mounted Kubernetes Secret. Read once at start (a relative path is relative to the working directory); one trailing newline is removed. Exactly one of password and password_file.',
+      ),
   })
   .optional()
   .describe('User name and password authentication. Absent: connect without credentials.');
@@ -145,6 +161,12 @@ const kafkaSchema = z
       .default({})
       .describe(
         'librdkafka producer properties, passed through (see librdkafka CONFIGURATION.md): `security.protocol`, `ssl.*`, `sasl.*`, `compression.type`, `linger.ms`, ... Topic-level properties such as `acks` and `message.timeout.ms` are routed to the topic configuration. Unless set here: `bootstrap.servers` is `bootstrap_server:port`, `acks` is `all`, and `enable.idempotence` is `true` (when `acks` is `all`).',
+      ),
+    config_files: z
+      .record(z.string(), z.string().min(1))
+      .optional()
+      .describe(
+        'Secret librdkafka properties whose value is read from a file, e.g. `sasl.password: /var/run/secrets/kafka/password` for a mounted Kubernetes Secret. Each file is read once at start (a relative path is relative to the working directory) and one trailing newline is removed; the value then applies as if written under `config`. Allowed for properties the forwarder treats as secret: names containing `password` or `secret`, `ssl.key.pem` and `sasl.oauthbearer.config`. Absent: no property is read from a file.',
       ),
   })
   .prefault({})
@@ -273,6 +295,8 @@ const dispatchSchema = z
  */
 export const CONFIG_RULES: readonly string[] = [
   '`mqtt.tls.client_cert` and `mqtt.tls.client_key` are set together or not at all.',
+  '`mqtt.credentials`: exactly one of `password` and `password_file` is set.',
+  '`kafka.config_files`: only secret properties (see `kafka.config_files`), and none also set in `kafka.config`.',
   '`mqtt.reconnect_min_ms` is at most `mqtt.reconnect_max_ms`.',
   'Every `forwarding[].name` is unique.',
   '`forwarding[].dead_letter_topic` is set exactly when `forwarding[].on_error` is `dead_letter`.',
@@ -310,6 +334,19 @@ function validateRules(cfg: unknown, report: Report): void {
         report(
           ['mqtt', 'tls', 'client_key'],
           'client_key requires client_cert (mutual TLS needs both)',
+        );
+      }
+    }
+    const credentials = mqtt['credentials'];
+    if (isRecord(credentials)) {
+      const hasPassword = credentials['password'] !== undefined;
+      const hasFile = credentials['password_file'] !== undefined;
+      if (hasPassword === hasFile) {
+        report(
+          ['mqtt', 'credentials'],
+          hasPassword
+            ? 'set either password or password_file, not both'
+            : 'password or password_file is required with username',
         );
       }
     }
@@ -357,6 +394,20 @@ function validateRules(cfg: unknown, report: Report): void {
 
   const kafka = cfg['kafka'];
   const props = isRecord(kafka) ? kafka['config'] : undefined;
+  const files = isRecord(kafka) ? kafka['config_files'] : undefined;
+  if (isRecord(files)) {
+    for (const key of Object.keys(files)) {
+      // Only secrets: the rules below check kafka.config, and a file must not bypass them.
+      if (!isSecretKafkaKey(key)) {
+        report(
+          ['kafka', 'config_files', key],
+          'is not a secret property; only properties whose name contains password or secret, ssl.key.pem and sasl.oauthbearer.config can be read from a file (set others under kafka.config)',
+        );
+      } else if (isRecord(props) && props[key] !== undefined) {
+        report(['kafka', 'config_files', key], 'is also set in kafka.config; set it in one place');
+      }
+    }
+  }
   if (isRecord(props)) {
     const configPath = ['kafka', 'config'];
     const acks = userAcks(props);

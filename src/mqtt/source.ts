@@ -86,10 +86,30 @@ export class MqttSource {
         'mqtt connection closed',
       );
     });
+    let lastCause: Error | undefined;
     client.on('error', (cause) => {
-      const err = new MqttConnectError(`mqtt ${target}: ${cause.message}`, { cause });
+      // mqtt.js emits a TLS failure twice (its TLS stream builder and its stream handler).
+      if (cause === lastCause) return;
+      lastCause = cause;
+      const failure = describeFailure(cause);
+      if (failure.permanent && !this.stopping) {
+        // A CA that does not match, a refused certificate or refused credentials fail the same
+        // way on every attempt: retry only at the longest delay (the broker side may be fixed
+        // without restarting us), never in a loop. mqtt.js schedules the retry right after this
+        // 'error' (CONNACK: reconnectOnConnackError) or on the following 'close' (TLS), in both
+        // cases with options.reconnectPeriod; 'close' keeps it because backoff is at its cap.
+        this.backoff = this.cfg.reconnect_max_ms;
+        client.options.reconnectPeriod = this.backoff;
+      }
+      const retry = failure.permanent && !this.stopping ? `; retrying in ${this.backoff} ms` : '';
+      const err = new MqttConnectError(`mqtt ${target}: ${failure.text}${retry}`, { cause });
       this.log.error(
-        { code: err.code, broker: target, reasonCode: (cause as { code?: unknown }).code },
+        {
+          code: err.code,
+          broker: target,
+          reasonCode: (cause as { code?: unknown }).code,
+          ...(failure.kind !== undefined && { failure: failure.kind }),
+        },
         err.message,
       );
     });
@@ -194,6 +214,10 @@ export class MqttSource {
       reconnectPeriod: c.reconnect_min_ms,
       // Subscriptions are restored by us, only when the broker lost the session (see 'connect').
       resubscribe: false,
+      // Without it mqtt.js gives up for good after a refused CONNACK (wrong password): the
+      // forwarder would never recover once the broker accepts it again. The 'error' handler
+      // stretches the delay of such retries to reconnect_max_ms.
+      reconnectOnConnackError: true,
       queueQoSZero: false,
     };
     if (c.protocol_version === 5) {
@@ -223,4 +247,90 @@ export class MqttSource {
     }
     return opts;
   }
+}
+
+/**
+ * Node's codes for a broker certificate that does not verify (chain, validity, host name):
+ * the error should say so, not only "self-signed certificate in certificate chain".
+ */
+const TLS_VERIFY_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_CHAIN_TOO_LONG',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+const NOT_AUTHORISED = 'not authorised';
+const CHECK_CREDENTIALS = "check mqtt.credentials and the broker's password file and ACLs";
+
+/**
+ * CONNACK codes that refuse who we are (MQTT 3.1.1: 2, 4, 5; MQTT 5: 133–135, 138, 140): the
+ * next attempt gets the same answer, so they are permanent failures.
+ */
+const CONNACK_PERMANENT = new Map<number, string>([
+  [4, `${NOT_AUTHORISED} (bad user name or password); ${CHECK_CREDENTIALS}`],
+  [5, `${NOT_AUTHORISED}; ${CHECK_CREDENTIALS}`],
+  [134, `${NOT_AUTHORISED} (bad user name or password); ${CHECK_CREDENTIALS}`],
+  [135, `${NOT_AUTHORISED}; ${CHECK_CREDENTIALS}`],
+  [138, `${NOT_AUTHORISED}: this client is banned by the broker`],
+  [140, `${NOT_AUTHORISED}: the broker does not support the authentication method`],
+  [2, 'client identifier rejected; check mqtt.client_id'],
+  [133, 'client identifier rejected; check mqtt.client_id'],
+]);
+
+interface Failure {
+  /** Retrying at once cannot help: the same attempt fails the same way. */
+  readonly permanent: boolean;
+  readonly kind?: 'tls_verification' | 'tls_handshake' | 'not_authorised' | 'refused';
+  readonly text: string;
+}
+
+/** What an mqtt.js 'error' means for the operator. Never includes credentials. */
+function describeFailure(cause: Error & { code?: unknown }): Failure {
+  const code = cause.code;
+  if (typeof code === 'string' && TLS_VERIFY_CODES.has(code)) {
+    return {
+      permanent: true,
+      kind: 'tls_verification',
+      text: `TLS certificate verification failed: ${cause.message} (${code}); the broker certificate is not signed by mqtt.tls.ca_cert or not issued for this host`,
+    };
+  }
+  if (typeof code === 'string' && code.startsWith('ERR_SSL_')) {
+    // E.g. ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED, ..._ALERT_UNKNOWN_CA: the broker refused
+    // our certificate (or its absence). OpenSSL's `reason` reads better than its message, which
+    // starts with an error queue dump.
+    const reason = (cause as { reason?: unknown }).reason;
+    return {
+      permanent: true,
+      kind: 'tls_handshake',
+      text: `TLS handshake failed: ${typeof reason === 'string' ? reason : cause.message} (${code}); check mqtt.tls (the broker may require a client certificate it trusts)`,
+    };
+  }
+  // mqtt.js reports a refused CONNACK as "Connection refused: <reason>" with the numeric code.
+  if (typeof code === 'number' && cause.message.startsWith('Connection refused')) {
+    const text = CONNACK_PERMANENT.get(code);
+    if (text !== undefined) {
+      return {
+        permanent: true,
+        kind: text.startsWith(NOT_AUTHORISED) ? 'not_authorised' : 'refused',
+        text: `${text} (CONNACK code ${code}: ${cause.message})`,
+      };
+    }
+    return { permanent: false, kind: 'refused', text: `${cause.message} (CONNACK code ${code})` };
+  }
+  return { permanent: false, text: cause.message };
 }

@@ -1,4 +1,4 @@
-import { Producer } from 'node-rdkafka';
+import { CODES, Producer } from 'node-rdkafka';
 import type { DeliveryReport, LibrdKafkaError } from 'node-rdkafka';
 import { KafkaConnectError } from '../errors';
 import type { Logger } from '../observability/logger';
@@ -39,8 +39,24 @@ const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
 const QUEUE_FULL_WAIT_MS = 5;
 const STATS_INTERVAL_MS = 5_000;
+/** Default of librdkafka's reconnect.backoff.ms (100 ms); see the constructor. */
+const RECONNECT_BACKOFF_MS = 1_000;
+/** How often librdkafka's events are polled while connecting (see connectLoop). */
+const CONNECT_POLL_MS = 100;
 /** Attempts alone before a record the broker calls too large is reported as such. */
 const ISOLATED_ATTEMPTS = 3;
+
+/**
+ * Client errors meaning the broker does not accept who we are (SASL credentials, mechanism) or
+ * the TLS handshake failed (CA, client certificate): retrying cannot fix them.
+ */
+const AUTHENTICATION_ERRORS: ReadonlySet<number> = new Set([
+  CODES.ERRORS.ERR__AUTHENTICATION,
+  CODES.ERRORS.ERR_SASL_AUTHENTICATION_FAILED,
+  CODES.ERRORS.ERR_UNSUPPORTED_SASL_MECHANISM,
+  CODES.ERRORS.ERR_ILLEGAL_SASL_STATE,
+  CODES.ERRORS.ERR__SSL,
+]);
 
 /**
  * One Kafka producer and the bookkeeping that turns librdkafka's per-message delivery reports
@@ -80,6 +96,11 @@ export class KafkaProducerRunner {
         // librdkafka reports broker connection states only through its statistics; they tell
         // readiness whether Kafka is reachable while no message flows.
         'statistics.interval.ms': STATS_INTERVAL_MS,
+        // While connect() waits for metadata, librdkafka starts a new connection every
+        // reconnect.backoff.ms / 2 regardless of failures: with its default (100 ms) a broker
+        // that rejects our TLS handshake got 20 handshakes a second. 1 s caps that at 2/s; the
+        // backoff still doubles up to reconnect.backoff.max.ms (10 s) in an outage.
+        'reconnect.backoff.ms': RECONNECT_BACKOFF_MS,
         ...init.global,
         dr_cb: true,
       } as ConstructorParameters<typeof Producer>[0],
@@ -88,10 +109,28 @@ export class KafkaProducerRunner {
     this.producer.on('event.stats', (ev: { message: string }) => this.onStats(ev.message));
     this.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
     this.producer.on('event.error', (err: LibrdKafkaError) => {
+      const code = errorCodeOf(err);
+      const auth = AUTHENTICATION_ERRORS.has(code);
+      if (auth) {
+        // Wrong credentials or certificates: retrying cannot help until someone fixes them, so
+        // say so loudly, and report not ready at once instead of at the next statistics.
+        this.brokersUp = false;
+        this.reportStatus();
+      }
       const n = this.errorLog.take();
-      if (n >= 0) {
+      if (n < 0) return;
+      if (auth) {
+        const hint =
+          code === CODES.ERRORS.ERR__SSL
+            ? 'TLS handshake failed; check ssl.ca.location (the broker certificate must be signed by it and issued for the broker host) and, if the broker requires client certificates, ssl.certificate.location and ssl.key.location'
+            : 'check sasl.mechanism, sasl.username and sasl.password';
+        this.log.error(
+          { code: kafkaErrorName(code), suppressed: n },
+          `kafka authentication failed: ${err.message}: ${hint} in kafka.config`,
+        );
+      } else {
         this.log.warn(
-          { code: kafkaErrorName(errorCodeOf(err)), suppressed: n },
+          { code: kafkaErrorName(code), suppressed: n },
           `kafka client error: ${err.message}`,
         );
       }
@@ -109,6 +148,24 @@ export class KafkaProducerRunner {
   }
 
   private async connectLoop(): Promise<void> {
+    // librdkafka hands out errors (e.g. SASL authentication failed) only when polled, and
+    // setPollInterval starts polling only once connected: without this, wrong credentials would
+    // surface only as a metadata timeout ("broker transport failure").
+    const poller = setInterval(() => {
+      try {
+        this.producer.poll();
+      } catch {
+        // "Producer not connected": between attempts there is no client to poll.
+      }
+    }, CONNECT_POLL_MS);
+    try {
+      await this.connectAttempts();
+    } finally {
+      clearInterval(poller);
+    }
+  }
+
+  private async connectAttempts(): Promise<void> {
     let delay = RETRY_MIN_MS;
     for (let attempt = 1; !this.stopping; attempt++) {
       try {

@@ -368,7 +368,9 @@ describe('unknown keys', () => {
       problemsOf(
         `kafka:\n  __proto__: { port: 1 }\n  config: { __proto__: x }\n${MINIMAL_FORWARDING}`,
       ),
-      ['kafka.__proto__: unknown key (expected one of: bootstrap_server, port, config)'],
+      [
+        'kafka.__proto__: unknown key (expected one of: bootstrap_server, port, config, config_files)',
+      ],
     );
   });
 
