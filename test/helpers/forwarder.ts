@@ -2,11 +2,13 @@
  * Runs the real forwarder as a child process (bin/forwarder.js, the same entry users run) with a
  * config written to a temporary file, and reads its JSON log lines.
  */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after } from 'node:test';
 import { stringify } from 'yaml';
 import { KAFKA_PORT, MQTT_HOST, MQTT_PORT, REPO_ROOT } from './env';
 
@@ -166,4 +168,31 @@ export class ForwarderProcess {
       '\n',
     );
   }
+}
+
+/**
+ * Forwarders of one test file: `start` tracks each one, `stop` sends SIGTERM and asserts a clean
+ * exit, and any still running when the file ends is SIGKILLed, so a failing assertion never
+ * leaves a forwarder behind.
+ */
+export function forwarderPool(): {
+  start(configFile: string, env?: NodeJS.ProcessEnv): ForwarderProcess;
+  stop(fwd: ForwarderProcess): Promise<void>;
+} {
+  const live = new Set<ForwarderProcess>();
+  after(async () => {
+    await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
+  });
+  return {
+    start(configFile, env = {}) {
+      const fwd = new ForwarderProcess(configFile, env);
+      live.add(fwd);
+      void fwd.exit().then(() => live.delete(fwd));
+      return fwd;
+    },
+    async stop(fwd) {
+      const r = await fwd.stop('SIGTERM', 20_000);
+      assert.equal(r.code, 0, `forwarder exit: ${JSON.stringify(r)}\n${fwd.tail()}`);
+    },
+  };
 }

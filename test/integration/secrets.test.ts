@@ -14,19 +14,17 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess } from '../helpers/forwarder';
+import type { ForwarderProcess } from '../helpers/forwarder';
+import { forwarderPool } from '../helpers/forwarder';
 import { connectClient } from '../helpers/mqtt';
 import { httpGet, readValues, runCli, useSecureStack } from '../helpers/secure-stack';
 import type { SecureStack } from '../helpers/secure-stack';
 
 const stack = useSecureStack();
 
-const live = new Set<ForwarderProcess>();
-after(async () => {
-  await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
-});
+const pool = forwarderPool();
 
 function tempDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'mkf-secrets-'));
@@ -45,17 +43,9 @@ function writeSecret(content: string): string {
   return file;
 }
 
-function start(configFile: string, env: NodeJS.ProcessEnv = {}): ForwarderProcess {
-  const fwd = new ForwarderProcess(configFile, env);
-  live.add(fwd);
-  void fwd.exit().then(() => live.delete(fwd));
-  return fwd;
-}
+const start = pool.start;
 
-async function stop(fwd: ForwarderProcess): Promise<void> {
-  const r = await fwd.stop('SIGTERM', 20_000);
-  assert.equal(r.code, 0, `forwarder exit: ${JSON.stringify(r)}\n${fwd.tail()}`);
-}
+const stop = pool.stop;
 
 /** YAML for one mapping `base/#` → topic `base`; `mqtt` and `kafka` are indented blocks. */
 function configText(base: string, mqtt: string, kafka: string): string {

@@ -10,11 +10,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
-import type { LogLine } from '../helpers/forwarder';
+import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
+import type { LogLine, ForwarderProcess } from '../helpers/forwarder';
 import { connectClient } from '../helpers/mqtt';
 import {
   CountingProxy,
@@ -40,22 +40,13 @@ const WINDOW_MS = 11_000;
 const FAST_RECONNECT = { reconnect_min_ms: 100, reconnect_max_ms: 5_000 };
 const MAX_ATTEMPTS_IN_WINDOW = 4;
 
-const live = new Set<ForwarderProcess>();
-after(async () => {
-  await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
-});
+const pool = forwarderPool();
 
 function start(config: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): ForwarderProcess {
-  const fwd = new ForwarderProcess(writeConfig(config), env);
-  live.add(fwd);
-  void fwd.exit().then(() => live.delete(fwd));
-  return fwd;
+  return pool.start(writeConfig(config), env);
 }
 
-async function stop(fwd: ForwarderProcess): Promise<void> {
-  const r = await fwd.stop('SIGTERM', 20_000);
-  assert.equal(r.code, 0, `forwarder exit: ${JSON.stringify(r)}\n${fwd.tail()}`);
-}
+const stop = pool.stop;
 
 /** A forwarding config for one topic to the secure Kafka's PLAINTEXT listener. */
 function config(s: SecureStack, base: string, mqtt: object): Record<string, unknown> {
