@@ -56,6 +56,7 @@ export class Forwarder {
   private haltReason: string | undefined;
   private http: Server | undefined;
   readonly metrics = new Metrics({
+    received: () => this.stats.received,
     inflightMessages: () => this.window.size,
     inflightBytes: () => this.window.bytes,
     producersReady: () => this.lanes.ready,
@@ -220,7 +221,6 @@ export class Forwarder {
       return;
     }
     this.stats.received++;
-    this.metrics.received.inc();
     const topic = packet.topic;
     const payload = packet.payload as Buffer;
     const route = this.router.route(topic);

@@ -30,6 +30,9 @@ export class InflightWindow {
   private heldBytes = 0;
   private closed = false;
   private paused = false;
+  /** > 0 inside settling(): releases wait until it ends. */
+  private deferring = 0;
+  private releaseDue = false;
   private readonly waiters: (() => void)[] = [];
   private drainWaiters: (() => void)[] = [];
 
@@ -92,6 +95,23 @@ export class InflightWindow {
   }
 
   /**
+   * Runs `fn` (which confirms many entries) with releases deferred, then releases once. A
+   * batch result confirms hundreds of messages in order; releasing after each would write one
+   * ack packet per socket write — a syscall per message (docs/BENCHMARKS.md).
+   */
+  settling(fn: () => void): void {
+    this.deferring++;
+    try {
+      fn();
+    } finally {
+      if (--this.deferring === 0 && this.releaseDue) {
+        this.releaseDue = false;
+        this.release();
+      }
+    }
+  }
+
+  /**
    * Runs `next` now if there is room, otherwise once there is. The caller passes the function
    * that lets the MQTT client read its next packet, so a full window stops reading — it never
    * drops. After close() the functions are never run.
@@ -127,6 +147,10 @@ export class InflightWindow {
   }
 
   private release(): void {
+    if (this.deferring > 0) {
+      this.releaseDue = true;
+      return;
+    }
     const released: WindowEntry[] = [];
     while (this.head < this.entries.length) {
       const e = this.entries[this.head]!;

@@ -7,7 +7,7 @@
  *   message in flight (measured: 183 msg/s at 5 ms per ack), and it only works for MQTT 5.
  * - So the client's own PUBACK/PUBREC writes are swallowed in `_sendPacket`, mqtt.js is told
  *   the ack went out (it reads on), and the forwarder writes the acks itself once Kafka has the
- *   messages, in receive order, corked into one socket write.
+ *   messages, in receive order, encoded together into one socket write.
  * - QoS 2 is gated at PUBREC: after PUBREC the broker only re-sends PUBREL, so a PUBREC sent
  *   before Kafka confirmed would lose the message on a crash. mqtt.js emits 'message' for QoS 2
  *   only at PUBREL, hence messages are taken from 'packetreceive' (PUBLISH, every QoS).
@@ -51,10 +51,16 @@ interface ClientInternals {
   _incomingQoS2Ids: Set<number>;
   reschedulePing: (force?: boolean) => void;
   handleMessage: (packet: IPublishPacket, cb: (err?: Error) => void) => void;
-  stream?: NodeJS.WritableStream & { cork(): void; uncork(): void };
+  stream?: NodeJS.WritableStream;
 }
 
 export const PINNED_MQTT_VERSION = '5.16.0';
+
+/** Fixed header byte of PUBACK (type 4) and PUBREC (type 5); flags are 0 for both. */
+const PUBACK = 0x40;
+const PUBREC = 0x50;
+/** Fixed header (2 bytes, remaining length 2) + packet id. */
+const ACK_BYTES = 4;
 
 export class AckGate {
   private conn = 0;
@@ -165,19 +171,28 @@ export class AckGate {
    * Writes the acks of `released` that belong to the live connection, in the given order, as
    * one socket write. Acks of an earlier connection are dropped: their packet ids mean nothing
    * now, and the broker re-sends those messages on the resumed session.
+   *
+   * The packets are encoded here rather than by mqtt.js: PUBACK and PUBREC with a success reason
+   * are four fixed bytes in both MQTT 3.1.1 and 5 (MQTT 5 §3.4.2.1 lets the reason code and
+   * properties be omitted when the reason is 0x00), and mqtt.js's per-packet encoder, logging
+   * and stream write cost more than the rest of the forwarder's main thread per message
+   * (docs/BENCHMARKS.md, flame graphs). mqtt.js keeps no state for acks it sends.
    */
   release(released: readonly AckToSend[]): void {
     const c = this.client as unknown as ClientInternals;
     if (!this.client.connected || !c.stream) return;
-    const stream = c.stream;
-    stream.cork();
-    try {
-      for (const e of released) {
-        if (e.qos === 0 || e.conn !== this.conn) continue;
-        this.send({ cmd: e.qos === 1 ? 'puback' : 'pubrec', messageId: e.messageId });
-      }
-    } finally {
-      stream.uncork();
+    let n = 0;
+    for (const e of released) if (e.qos !== 0 && e.conn === this.conn) n++;
+    if (n === 0) return;
+    const out = Buffer.allocUnsafe(n * ACK_BYTES);
+    let off = 0;
+    for (const e of released) {
+      if (e.qos === 0 || e.conn !== this.conn) continue;
+      out[off] = e.qos === 1 ? PUBACK : PUBREC;
+      out[off + 1] = 2;
+      out.writeUInt16BE(e.messageId, off + 2);
+      off += ACK_BYTES;
     }
+    c.stream.write(out);
   }
 }

@@ -19,6 +19,7 @@ test('the Grafana dashboard only queries metrics the forwarder exports', async (
     panels: { title: string; targets: { expr: string }[] }[];
   };
   const metrics = new Metrics({
+    received: () => 0,
     inflightMessages: () => 0,
     inflightBytes: () => 0,
     producersReady: () => 0,

@@ -96,3 +96,32 @@ test('stays in order across compaction of a long run', () => {
   for (const e of more) w.confirm(e);
   assert.equal(released.flat().length, 7000);
 });
+
+test('settling: confirms inside release once, at the end, as one ordered prefix', () => {
+  const { w, released } = setup();
+  const entries = [1, 2, 3, 4].map((id) => w.admit(1, id, 0, 10, 1));
+  w.settling(() => {
+    w.confirm(entries[0]!);
+    w.confirm(entries[1]!);
+    w.confirm(entries[3]!);
+    assert.deepEqual(released, [], 'nothing released before settling ends');
+  });
+  assert.deepEqual(released, [[1, 2]], 'one release; 4 waits behind unconfirmed 3');
+  w.confirm(entries[2]!);
+  assert.deepEqual(released, [
+    [1, 2],
+    [3, 4],
+  ]);
+});
+
+test('settling: a throwing callback still releases what it confirmed', () => {
+  const { w, released } = setup();
+  const a = w.admit(1, 1, 0, 10, 1);
+  assert.throws(() =>
+    w.settling(() => {
+      w.confirm(a);
+      throw new Error('boom');
+    }),
+  );
+  assert.deepEqual(released, [[1]]);
+});
