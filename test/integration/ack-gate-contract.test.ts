@@ -18,6 +18,8 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import type { Packet } from 'mqtt-packet';
 import { AckGate, PINNED_MQTT_VERSION } from '../../src/mqtt/ack-gate';
 import type { AckGateHooks } from '../../src/mqtt/ack-gate';
 import { MQTT_HOST, MQTT_PORT, REPO_ROOT, uniqueName } from '../helpers/env';
@@ -103,9 +105,26 @@ async function connectGated(
   let gate: AckGate | undefined;
   const { client, sessionPresent } = await connect(s, (c) => {
     gate = new AckGate(c, { onPublish: (packet) => seen.push(packet), admit });
-    c.on('packetsend', (p) => sent.push(p.cmd));
   });
+  recordWrites(client, s.protocol, sent);
   return { client, gate: gate!, seen, sent, sessionPresent };
+}
+
+/**
+ * Every packet the client writes to its socket, decoded from the bytes: the gate writes acks
+ * itself, bypassing mqtt.js (and its 'packetsend' event), so only the wire tells what was sent.
+ */
+function recordWrites(client: MqttClient, protocolVersion: 4 | 5, sent: string[]): void {
+  const stream = (client as unknown as { stream: NodeJS.WritableStream }).stream;
+  const parser = mqttPacket.parser({ protocolVersion });
+  parser.on('packet', (p: Packet) => sent.push(p.cmd));
+  parser.on('error', (err: Error) => sent.push(`unparsable: ${err.message}`));
+  const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+  stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+    if (Buffer.isBuffer(chunk)) parser.parse(chunk);
+    else if (typeof chunk === 'string') parser.parse(Buffer.from(chunk));
+    return write(chunk, ...rest);
+  }) as typeof stream.write;
 }
 
 /** A QoS 1 round trip: once its PUBACK is back, the broker processed all we sent before it. */
