@@ -8,8 +8,10 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { KafkaSink } from './kafka-consumer';
+import { PUBLISHER_CLIENTS } from './publisher';
+import type { PublisherClient } from './publisher';
 import { formatReport, runBenchmark } from './run';
 
 function int(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -26,6 +28,13 @@ export function protocolOf(v: string): 4 | 5 {
   if (v === '5') return 5;
   if (v === '3.1.1' || v === '4') return 4;
   throw new InvalidArgumentError("expected 5 or '3.1.1'");
+}
+
+/** `--publisher`, shared by benchmark, native-bench and run-matrix. */
+export function publisherOption(): Option {
+  return new Option('--publisher <client>', 'MQTT client of the load generator')
+    .choices(PUBLISHER_CLIENTS)
+    .default('raw');
 }
 
 function hostPort(v: string, what: string): { host: string; port: number } {
@@ -45,6 +54,7 @@ interface CliOptions {
   protocol: 4 | 5;
   connections: number;
   window: number;
+  publisher: PublisherClient;
   mqtt: string;
   kafka: string;
   mqttTopic: string;
@@ -74,6 +84,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('--protocol <v>', "MQTT protocol version: 5 or '3.1.1'", protocolOf, 5 as 4 | 5)
     .option('--connections <n>', 'publisher connections (topics are split between them)', int(1), 1)
     .option('--window <n>', 'publishes in flight per connection', int(1, 65535), 1000)
+    .addOption(publisherOption())
     .option('--mqtt <host:port>', 'MQTT broker', '127.0.0.1:1883')
     .option('--kafka <host:port>', 'Kafka bootstrap broker', '127.0.0.1:9092')
     .option('--mqtt-topic <prefix>', 'MQTT topic prefix', 'benchmark')
@@ -104,6 +115,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       protocolVersion: o.protocol,
       connections: o.connections,
       window: o.window,
+      publisherClient: o.publisher,
       mqttHost: mqtt.host,
       mqttPort: mqtt.port,
       topicPrefix: o.mqttTopic,

@@ -42,6 +42,13 @@ function workersOf(c: CellResult): number {
   return c.cell.workers ?? (typeof set === 'number' ? set : 1);
 }
 
+/** Runs recorded before `--publisher` existed used mqtt.js. */
+function publisherName(client: MatrixResult['settings']['publisher'] | undefined): string {
+  return client === 'raw'
+    ? 'the raw client (benchmark/raw-mqtt.ts, `--publisher raw`)'
+    : 'mqtt.js (`--publisher mqttjs`)';
+}
+
 function link(plots: Record<string, string>, name: string): string {
   return plots[name] ? `[plot](${plots[name]})` : '–';
 }
@@ -86,8 +93,9 @@ export function renderBenchmarksDoc(
         ['git commit', `${e.gitCommit}${e.gitDirty ? ` (+${e.gitDirty} uncommitted files)` : ''}`],
         [
           'load',
-          `${fmtInt(s.messages)} messages per cell (${fmtInt(s.ceilingMessages)} per ceiling run), ${s.payloadSize}-byte payloads, ${s.topics} MQTT topics, MQTT ${s.protocol}, publisher: 1 mqtt.js client × ${s.connections} connection(s), window ${s.window}`,
+          `${fmtInt(s.messages)} messages per cell (${fmtInt(s.ceilingMessages)} per ceiling run), ${s.payloadSize}-byte payloads, ${s.topics} MQTT topics, MQTT ${s.protocol}, ${s.connections} publisher connection(s), window ${s.window}`,
         ],
+        ['publisher client', publisherName(s.publisher)],
         [
           'forwarder config',
           `defaults${

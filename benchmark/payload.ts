@@ -38,12 +38,28 @@ export function encodePayload(
 ): Buffer {
   // A fresh buffer per message: mqtt.js keeps a reference until the broker acknowledged it.
   const b = Buffer.allocUnsafe(template.length);
-  template.copy(b);
-  b.writeUInt32BE(runId >>> 0, 4);
-  b.writeUInt32BE(seq >>> 0, 8);
-  b.writeUInt16BE(topicIndex, 12);
-  b.writeDoubleBE(publishedAt, 16);
+  writePayload(b, 0, template, runId, seq, topicIndex, publishedAt);
   return b;
+}
+
+/**
+ * The same payload written in place, `template.length` bytes at `offset`: the raw publisher
+ * builds it straight into the PUBLISH packet instead of allocating one buffer per message.
+ */
+export function writePayload(
+  target: Buffer,
+  offset: number,
+  template: Buffer,
+  runId: number,
+  seq: number,
+  topicIndex: number,
+  publishedAt: number,
+): void {
+  template.copy(target, offset);
+  target.writeUInt32BE(runId >>> 0, offset + 4);
+  target.writeUInt32BE(seq >>> 0, offset + 8);
+  target.writeUInt16BE(topicIndex, offset + 12);
+  target.writeDoubleBE(publishedAt, offset + 16);
 }
 
 /** The header of a benchmark payload, or undefined for anything else (e.g. a topic marker). */

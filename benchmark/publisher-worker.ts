@@ -1,24 +1,40 @@
 /**
- * Publisher thread (see publisher.ts). mqtt.js clients with a large window of outstanding
- * publishes each; bounded in count (`messages`) and time (`timeoutMs`).
+ * Publisher thread (see publisher.ts). One or more connections, each with a large window of
+ * outstanding publishes, through either the raw client (raw-mqtt.ts) or mqtt.js; the window,
+ * rate limit, timestamps and result are the same for both. Bounded in count (`messages`) and
+ * time (`timeoutMs`).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
-import { encodePayload, nowMs, payloadTemplate } from './payload';
+import { encodePayload, nowMs, payloadTemplate, writePayload } from './payload';
 import { threadCpuS } from './proc-sampler';
 import type { PublisherConfig, PublisherMessage } from './publisher';
+import { RawMqttPublisher, encodeTopic } from './raw-mqtt';
 
 const cfg = workerData as PublisherConfig;
 const PROGRESS_MS = 200;
+const KEEPALIVE_S = 60;
+const CONNECT_TIMEOUT_MS = 10_000;
 
+/** What the pump needs from a connection, whichever client is behind it. */
 interface Conn {
-  readonly client: MqttClient;
   readonly index: number;
   /** Next sequence id to look at; ids of other connections' topics are skipped. */
   cursor: number;
-  inflight: number;
   refillScheduled: boolean;
+  /**
+   * Completions arrive already batched per turn (raw client, QoS 1/2): refill at once, so the
+   * new PUBLISHes go out with the PUBRELs of that turn. Otherwise refill on the next turn.
+   */
+  readonly refillInline: boolean;
+  /** Publishes that may be started now. */
+  room(): number;
+  /** Starts one publish; its completion is reported through `completed()`. */
+  send(seq: number, topic: number, publishedAt: number): void;
+  /** End of a pump turn: hand what was queued to the socket. */
+  flush(): void;
+  close(): void;
 }
 
 const topicNames = Array.from({ length: cfg.topics }, (_, i) => `${cfg.topicPrefix}/${i}`);
@@ -37,23 +53,124 @@ function post(m: PublisherMessage, transfer: ArrayBuffer[] = []): void {
   parentPort!.postMessage(m, transfer);
 }
 
-function connect(index: number): Promise<MqttClient> {
+function clientId(index: number): string {
+  return `mkf-bench-pub-${cfg.runId.toString(16)}-${index}`;
+}
+
+function fail(message: string): void {
+  error ??= message;
+  finish(false);
+}
+
+/** `n` publishes of `c` completed: acknowledged (QoS 1/2) or written (QoS 0). */
+function completed(c: Conn, n: number): void {
+  acked += n;
+  if (acked === cfg.messages) {
+    finish(false);
+    return;
+  }
+  if (c.refillInline) pump(c);
+  else scheduleRefill(c);
+}
+
+/**
+ * Refill once per turn of the event loop, not per completion: many acknowledgements arrive in
+ * one socket read, and several reads may be handled in one turn.
+ */
+function scheduleRefill(c: Conn): void {
+  if (c.refillScheduled || finished) return;
+  c.refillScheduled = true;
+  setImmediate(() => {
+    c.refillScheduled = false;
+    pump(c);
+  });
+}
+
+function connectMqttjs(index: number): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect({
       host: cfg.host,
       port: cfg.port,
       protocolVersion: cfg.protocolVersion,
-      clientId: `mkf-bench-pub-${cfg.runId.toString(16)}-${index}`,
+      clientId: clientId(index),
       clean: true,
-      keepalive: 60,
+      keepalive: KEEPALIVE_S,
       // A dropped publisher connection ends the run with an error: reconnecting would resend
       // with new packet ids and blur what the forwarder did.
       reconnectPeriod: 0,
-      connectTimeout: 10_000,
+      connectTimeout: CONNECT_TIMEOUT_MS,
     });
     client.once('connect', () => resolve(client));
     client.once('error', reject);
   });
+}
+
+async function mqttjsConn(index: number): Promise<Conn> {
+  const client = await connectMqttjs(index);
+  client.on('error', (err) => fail(`mqtt connection ${index}: ${err.message}`));
+  client.on('close', () => {
+    if (!finished) fail(`mqtt connection ${index} closed by the broker`);
+  });
+  let inflight = 0;
+  const conn: Conn = {
+    index,
+    cursor: 0,
+    refillScheduled: false,
+    refillInline: false,
+    room: () => cfg.window - inflight,
+    send(seq, topic, t) {
+      inflight++;
+      client.publish(
+        topicNames[topic]!,
+        encodePayload(template, cfg.runId, seq, topic, t),
+        { qos: cfg.qos },
+        (err) => {
+          if (err) return fail(`publish failed: ${err.message}`);
+          inflight--;
+          completed(conn, 1);
+        },
+      );
+    },
+    flush() {},
+    close: () => client.end(true),
+  };
+  return conn;
+}
+
+async function rawConn(index: number): Promise<Conn> {
+  const client = await RawMqttPublisher.connect({
+    host: cfg.host,
+    port: cfg.port,
+    protocolVersion: cfg.protocolVersion,
+    clientId: clientId(index),
+    keepaliveS: KEEPALIVE_S,
+    qos: cfg.qos,
+    window: cfg.window,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+  });
+  // Only this connection's topics, encoded once; the payload is built in one reused buffer and
+  // copied into the packet at once, so a publish allocates nothing.
+  const topics = topicNames.map((name, i) =>
+    i % connections === index ? encodeTopic(name) : undefined,
+  );
+  const payload = Buffer.allocUnsafe(template.length);
+  const conn: Conn = {
+    index,
+    cursor: 0,
+    refillScheduled: false,
+    refillInline: cfg.qos > 0,
+    room: () => client.room(),
+    send(seq, topic, t) {
+      writePayload(payload, 0, template, cfg.runId, seq, topic, t);
+      client.publish(topics[topic]!, payload);
+    },
+    flush: () => client.flush(),
+    close: () => client.disconnect(),
+  };
+  client.onComplete = (n) => completed(conn, n);
+  client.onDrain = () => scheduleRefill(conn);
+  client.onError = (message) => fail(`mqtt connection ${index}: ${message}`);
+  return conn;
 }
 
 /**
@@ -79,44 +196,19 @@ function allowance(): number {
 
 function pump(c: Conn): void {
   let budget = allowance();
-  while (!finished && c.inflight < cfg.window && budget >= 1 && c.cursor < cfg.messages) {
+  while (!finished && c.room() > 0 && budget >= 1 && c.cursor < cfg.messages) {
     const seq = c.cursor++;
     const topic = seq % cfg.topics;
     if (topic % connections !== c.index) continue;
+    // Taken right before the packet is queued, as the latency is measured from it.
     const t = nowMs();
     publishTimes[seq] = t;
     sent++;
     budget--;
     if (cfg.rate > 0) tokens--;
-    c.inflight++;
-    c.client.publish(
-      topicNames[topic]!,
-      encodePayload(template, cfg.runId, seq, topic, t),
-      { qos: cfg.qos },
-      (err) => {
-        if (err) {
-          error ??= `publish failed: ${err.message}`;
-          finish(false);
-          return;
-        }
-        c.inflight--;
-        acked++;
-        if (acked === cfg.messages) {
-          finish(false);
-          return;
-        }
-        // Refill once per turn of the event loop, not per acknowledgement: many PUBACKs
-        // arrive in one socket read.
-        if (!c.refillScheduled) {
-          c.refillScheduled = true;
-          setImmediate(() => {
-            c.refillScheduled = false;
-            pump(c);
-          });
-        }
-      },
-    );
+    c.send(seq, topic, t);
   }
+  if (!finished) c.flush();
 }
 
 function finish(timedOut: boolean): void {
@@ -126,7 +218,7 @@ function finish(timedOut: boolean): void {
   const endedAt = nowMs();
   const busy = performance.eventLoopUtilization(elu0).utilization;
   const cpuPct = ((threadCpuS() - cpu0) / Math.max(1e-3, (endedAt - startedAt) / 1000)) * 100;
-  for (const c of conns) c.client.end(true);
+  for (const c of conns) c.close();
   post(
     {
       type: 'done',
@@ -152,21 +244,9 @@ async function main(): Promise<void> {
   const progress = setInterval(() => post({ type: 'progress', sent, acked }), PROGRESS_MS);
   progress.unref();
   timeout.unref();
+  const open = (cfg.client ?? 'raw') === 'raw' ? rawConn : mqttjsConn;
   try {
-    for (let i = 0; i < connections; i++) {
-      const client = await connect(i);
-      client.on('error', (err) => {
-        error ??= `mqtt connection ${i}: ${err.message}`;
-        finish(false);
-      });
-      client.on('close', () => {
-        if (!finished) {
-          error ??= `mqtt connection ${i} closed by the broker`;
-          finish(false);
-        }
-      });
-      conns.push({ client, index: i, cursor: 0, inflight: 0, refillScheduled: false });
-    }
+    for (let i = 0; i < connections; i++) conns.push(await open(i));
   } catch (err) {
     error = `mqtt connect to ${cfg.host}:${cfg.port} failed: ${(err as Error).message}`;
     finish(false);

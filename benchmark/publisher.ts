@@ -2,12 +2,22 @@
  * The load generator, run in a worker thread so that consuming, progress output and /proc
  * sampling on the main thread never delay a publish (and so never skew its timestamps).
  * Shared by the benchmark and the MQTT-only ceiling: the ceiling is measured with the very same
- * publisher.
+ * publisher. Two clients, same behaviour and result: `raw` (default) and `mqttjs`.
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
+/**
+ * `raw`: the lean client in raw-mqtt.ts (batched writes, no per-message allocation), so that the
+ * load generator takes as little CPU as possible from the system under test on a shared machine.
+ * `mqttjs`: mqtt.js, the client the forwarder itself uses.
+ */
+export type PublisherClient = 'raw' | 'mqttjs';
+export const PUBLISHER_CLIENTS: readonly PublisherClient[] = ['raw', 'mqttjs'];
+
 export interface PublisherConfig {
+  /** Default 'raw'. */
+  readonly client?: PublisherClient;
   readonly host: string;
   readonly port: number;
   readonly protocolVersion: 4 | 5;
@@ -29,7 +39,7 @@ export interface PublisherConfig {
 }
 
 export interface PublisherProgress {
-  /** Handed to mqtt.js. */
+  /** Handed to the MQTT client (timestamped and queued). */
   sent: number;
   /** Completed: acknowledged by the broker (QoS 1: PUBACK, QoS 2: PUBCOMP) or written (QoS 0). */
   acked: number;

@@ -18,11 +18,13 @@ import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSy
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { parse as parseYaml } from 'yaml';
+import { publisherOption } from './cli';
 import { writeBenchmarksDoc } from './docs-writer';
 import { collectEnvironment } from './environment';
 import type { Environment } from './environment';
 import { REPO_ROOT, ForwarderUnderTest } from './forwarder-process';
 import { KafkaSink } from './kafka-consumer';
+import type { PublisherClient } from './publisher';
 import { formatReport, runBenchmark } from './run';
 import type { RunResult } from './run';
 import type { KafkaCeilingResult } from '../native-bench/kafka-ceiling';
@@ -64,6 +66,8 @@ export interface MatrixResult {
     readonly protocol: string;
     readonly connections: number;
     readonly window: number;
+    /** The load generator's MQTT client, for the ceilings and every cell. */
+    readonly publisher: PublisherClient;
     readonly set: Record<string, unknown>;
     readonly mqtt: string;
     readonly kafka: string;
@@ -92,6 +96,7 @@ interface Opts {
   topics: number;
   connections: number;
   window: number;
+  publisher: PublisherClient;
   msgRate: number;
   extraWorkers: number[];
   halfRate: boolean;
@@ -289,6 +294,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('-t, --topics <n>', 'MQTT topics the load is spread over', int(1), 8)
     .option('--connections <n>', 'publisher connections', int(1), 1)
     .option('--window <n>', 'publisher window per connection', int(1), 1000)
+    .addOption(publisherOption())
     .option('-r, --msg-rate <n>', 'publish rate limit (0 = unlimited)', int(0), 0)
     .option(
       '--extra-workers <list>',
@@ -408,6 +414,8 @@ export async function main(argv: readonly string[]): Promise<void> {
       String(o.connections),
       '--window',
       String(o.window),
+      '--publisher',
+      o.publisher,
       '--idle-timeout',
       String(o.idleTimeout),
       '--timeout',
@@ -527,6 +535,7 @@ export async function main(argv: readonly string[]): Promise<void> {
             protocolVersion,
             connections: o.connections,
             window: o.window,
+            publisherClient: o.publisher,
             mqttHost: '127.0.0.1',
             mqttPort: o.mqttPort,
             topicPrefix: `mkfbench/${cell.name}`,
@@ -595,6 +604,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         protocol: protocolVersion === 5 ? '5' : '3.1.1',
         connections: o.connections,
         window: o.window,
+        publisher: o.publisher,
         set,
         mqtt: mqttAddr,
         kafka: brokers,

@@ -14,7 +14,7 @@ import { MachineSampler, ProcSampler } from './proc-sampler';
 import type { MachineSummary, ProcSummary } from './proc-sampler';
 import { Progress } from './progress';
 import { Publisher } from './publisher';
-import type { PublisherConfig, PublisherResult } from './publisher';
+import type { PublisherClient, PublisherConfig, PublisherResult } from './publisher';
 import type { Sink, SinkInfo } from './sink';
 import { fmtInt, fmtMs, latencies, series, summarize, throughput } from './stats';
 import type { LatencySummary, Series, Throughput } from './stats';
@@ -33,6 +33,8 @@ export interface RunOptions {
   readonly protocolVersion: 4 | 5;
   readonly connections: number;
   readonly window: number;
+  /** The load generator's MQTT client; default 'raw'. */
+  readonly publisherClient?: PublisherClient;
   readonly mqttHost: string;
   readonly mqttPort: number;
   readonly topicPrefix: string;
@@ -116,6 +118,7 @@ export async function runBenchmark(opts: RunOptions, sink: Sink): Promise<RunRes
     else tracker.record(p, arrivedAt);
   });
   const pubCfg: PublisherConfig = {
+    client: opts.publisherClient ?? 'raw',
     host: opts.mqttHost,
     port: opts.mqttPort,
     protocolVersion: opts.protocolVersion,
@@ -260,8 +263,12 @@ export function describeParams(r: RunResult): string {
     `${fmtInt(p.messages)} msgs, QoS ${p.qos}, MQTT ${p.protocolVersion === 5 ? '5' : '3.1.1'}, ` +
     `${p.payloadSize} B, ${p.topics} topic(s), ${p.wrapped ? 'wrapped' : 'raw'}, ` +
     `rate ${p.rate > 0 ? `${fmtInt(p.rate)}/s` : 'unlimited'}, ` +
-    `${p.connections} conn × window ${p.window}`
+    `${p.connections} conn × window ${p.window} (${clientName(p.publisherClient)})`
   );
+}
+
+export function clientName(c: PublisherClient | undefined): string {
+  return (c ?? 'raw') === 'raw' ? 'raw client' : 'mqtt.js';
 }
 
 export function plotRun(r: RunResult): string {

@@ -10,6 +10,9 @@
  * `--json` prints one JSON line (last line of stdout) instead of the table.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { publisherOption } from '../benchmark/cli';
+import type { PublisherClient } from '../benchmark/publisher';
+import { clientName } from '../benchmark/run';
 import { fmtInt, fmtMs } from '../benchmark/stats';
 import { formatReport } from '../benchmark/run';
 import type { RunResult } from '../benchmark/run';
@@ -61,6 +64,7 @@ interface MqttOpts {
   protocol: 4 | 5;
   connections: number;
   window: number;
+  publisher: PublisherClient;
   mqtt: string;
   idleTimeout: number;
   warmup: number;
@@ -78,6 +82,7 @@ function mqttOptions(cmd: Command): Command {
     .option('--protocol <v>', "5 or '3.1.1'", protocolOf, 5 as 4 | 5)
     .option('--connections <n>', 'publisher connections', int(1), 1)
     .option('--window <n>', 'publishes in flight per connection', int(1), 1000)
+    .addOption(publisherOption())
     .option('--mqtt <host:port>', 'MQTT broker', '127.0.0.1:1883')
     .option('--idle-timeout <s>', 'end after this long without an arrival', int(1), 10)
     .option('--warmup <n>', 'mqtt: uncounted messages first (JIT, connections)', int(0), 0)
@@ -96,6 +101,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       for (const qos of o.qos) {
         results.push(
           await publisherCeiling({
+            client: o.publisher,
             host,
             port,
             protocolVersion: o.protocol,
@@ -119,7 +125,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         results
           .map(
             (r) =>
-              `publisher only  QoS ${r.qos}: ${fmtInt(r.msgS)} msg/s (${fmtInt(r.acked)}/${fmtInt(r.messages)} completed, publisher thread ${r.cpuPct.toFixed(0)} % of a core)${r.error ? ` ERROR ${r.error}` : ''}`,
+              `publisher only (${clientName(r.client)})  QoS ${r.qos}: ${fmtInt(r.msgS)} msg/s (${fmtInt(r.acked)}/${fmtInt(r.messages)} completed, publisher thread ${r.cpuPct.toFixed(0)} % of a core)${r.error ? ` ERROR ${r.error}` : ''}`,
           )
           .join('\n'),
       );
@@ -146,6 +152,7 @@ export async function main(argv: readonly string[]): Promise<void> {
             protocolVersion: o.protocol,
             connections: o.connections,
             window: o.window,
+            publisherClient: o.publisher,
             mqttHost: host,
             mqttPort: port,
             topicPrefix: `mkf-ceiling-${process.pid}-${qos}`,

@@ -1,5 +1,5 @@
 /**
- * MQTT-only ceiling: the benchmark's own publisher → mosquitto → a bare mqtt.js subscriber that
+ * MQTT-only ceiling: the benchmark's own publisher (either client) → mosquitto → a bare mqtt.js subscriber that
  * acknowledges at once (mqtt.js's default). The forwarder can be no faster than this on the same
  * machine; `forwarder / ceiling` is how much of the MQTT path it keeps.
  *
@@ -10,7 +10,7 @@ import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { nowMs } from '../benchmark/payload';
 import { Publisher } from '../benchmark/publisher';
-import type { PublisherConfig } from '../benchmark/publisher';
+import type { PublisherClient, PublisherConfig } from '../benchmark/publisher';
 import { runBenchmark } from '../benchmark/run';
 import type { RunOptions, RunResult } from '../benchmark/run';
 import type { Sink, SinkInfo } from '../benchmark/sink';
@@ -77,6 +77,7 @@ export function mqttCeiling(opts: RunOptions): Promise<RunResult> {
 }
 
 export interface PublisherCeiling {
+  readonly client: PublisherClient;
   readonly qos: 0 | 1 | 2;
   readonly messages: number;
   readonly acked: number;
@@ -93,6 +94,7 @@ export interface PublisherCeiling {
 export async function publisherCeiling(cfg: PublisherConfig): Promise<PublisherCeiling> {
   const r = await new Publisher(cfg).done;
   return {
+    client: cfg.client ?? 'raw',
     qos: cfg.qos,
     messages: cfg.messages,
     acked: r.acked,

@@ -1,0 +1,763 @@
+/**
+ * A minimal MQTT 3.1.1 / 5 publishing client over `node:net`, for the benchmark's load
+ * generator. It does only what the publisher needs (CONNECT, PUBLISH at QoS 0/1/2, PUBREL,
+ * PINGREQ, DISCONNECT) and does it cheaply, because the load generator shares the machine with
+ * the system it measures:
+ *
+ * - topic names are encoded once (`encodeTopic`);
+ * - packets are appended to a slab and handed to the socket in one write per pump turn, not one
+ *   write per packet;
+ * - acknowledgements are parsed straight from the socket's chunks by `PacketReader`, which
+ *   allocates nothing per packet.
+ *
+ * Anything unexpected (a refused CONNACK, a failure reason code, an ack for a packet id not in
+ * flight, a DISCONNECT from the broker, a closed socket) ends the connection with an error
+ * naming it. There is no reconnecting and no resending: a benchmark run is not retried behind
+ * the caller's back.
+ */
+import net from 'node:net';
+
+export type ProtocolVersion = 4 | 5;
+export type QoS = 0 | 1 | 2;
+
+/** Packet types (MQTT 3.1.1 §2.2.1, 5.0 §2.1.2). */
+const CONNECT = 1;
+const CONNACK = 2;
+const PUBLISH = 3;
+const PUBACK = 4;
+const PUBREC = 5;
+const PUBREL = 6;
+const PUBCOMP = 7;
+const PINGRESP = 13;
+const DISCONNECT = 14;
+
+/** Largest packet the reader accepts: acks are a few bytes, a CONNACK with properties a few hundred. */
+const MAX_INCOMING_BYTES = 1 << 20;
+/** Bytes per output slab; one socket write carries at most this much. */
+export const SLAB_BYTES = 256 * 1024;
+const MAX_PACKET_ID = 65535;
+/**
+ * Longest wait for more acknowledgements before answering them (PUBREL, refill). mosquitto
+ * acknowledges each read of ours at once, so answering every read at once settles into a
+ * ping-pong of a few packets per read and per write, and the syscalls and callbacks of that
+ * cost more than the packets (about 9 µs per QoS 1 message, 20 µs per QoS 2 message, measured
+ * here). Waiting up to 1 ms gathers hundreds; a window half empty does not wait.
+ */
+const ACK_TURN_MS = 1;
+/** Windows below this answer every read at once, as mqtt.js does. */
+const PACED_WINDOW = 64;
+
+/** MQTT 5 reason codes (§2.4), for error messages. */
+const REASONS: Readonly<Record<number, string>> = {
+  0x00: 'success',
+  0x04: 'disconnect with will message',
+  0x10: 'no matching subscribers',
+  0x80: 'unspecified error',
+  0x81: 'malformed packet',
+  0x82: 'protocol error',
+  0x83: 'implementation specific error',
+  0x84: 'unsupported protocol version',
+  0x85: 'client identifier not valid',
+  0x86: 'bad user name or password',
+  0x87: 'not authorized',
+  0x88: 'server unavailable',
+  0x89: 'server busy',
+  0x8a: 'banned',
+  0x8b: 'server shutting down',
+  0x8c: 'bad authentication method',
+  0x8d: 'keep alive timeout',
+  0x8e: 'session taken over',
+  0x90: 'topic name invalid',
+  0x91: 'packet identifier in use',
+  0x92: 'packet identifier not found',
+  0x93: 'receive maximum exceeded',
+  0x94: 'topic alias invalid',
+  0x95: 'packet too large',
+  0x96: 'message rate too high',
+  0x97: 'quota exceeded',
+  0x98: 'administrative action',
+  0x99: 'payload format invalid',
+  0x9a: 'retain not supported',
+  0x9b: 'QoS not supported',
+  0x9c: 'use another server',
+  0x9d: 'server moved',
+  0x9f: 'connection rate exceeded',
+  0xa0: 'maximum connect time',
+};
+
+/** MQTT 3.1.1 CONNACK return codes (§3.2.2.3). */
+const CONNACK_V4: Readonly<Record<number, string>> = {
+  0: 'accepted',
+  1: 'unacceptable protocol version',
+  2: 'identifier rejected',
+  3: 'server unavailable',
+  4: 'bad user name or password',
+  5: 'not authorized',
+};
+
+function hex(code: number): string {
+  return `0x${code.toString(16).padStart(2, '0')}`;
+}
+
+export function reasonName(code: number, version: ProtocolVersion): string {
+  // A 3.1.1-only broker answers an MQTT 5 CONNECT with a 3.1.1 return code.
+  const name = version === 5 ? (REASONS[code] ?? CONNACK_V4[code]) : CONNACK_V4[code];
+  return `${hex(code)} ${name ?? 'unknown'}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+export function varintSize(n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
+}
+
+/** Variable byte integer (§1.5.5 / §2.2.3); returns the offset after it. */
+export function writeVarint(b: Buffer, offset: number, n: number): number {
+  if (n < 0 || n > 268_435_455) throw new RangeError(`remaining length ${n} out of range`);
+  let o = offset;
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    b[o++] = byte;
+  } while (n > 0);
+  return o;
+}
+
+function utf8Field(s: string): Buffer {
+  const bytes = Buffer.from(s, 'utf8');
+  if (bytes.length > 65535) throw new RangeError('MQTT string longer than 65535 bytes');
+  const b = Buffer.allocUnsafe(2 + bytes.length);
+  b.writeUInt16BE(bytes.length, 0);
+  bytes.copy(b, 2);
+  return b;
+}
+
+export interface ConnectOptions {
+  readonly protocolVersion: ProtocolVersion;
+  readonly clientId: string;
+  /** Seconds; 0 disables keepalive. */
+  readonly keepaliveS: number;
+  readonly cleanStart: boolean;
+}
+
+export function encodeConnect(o: ConnectOptions): Buffer {
+  const clientId = utf8Field(o.clientId);
+  // Protocol name "MQTT", level, flags, keepalive; MQTT 5 adds an empty property list.
+  const header = Buffer.from([
+    0x00,
+    0x04,
+    0x4d,
+    0x51,
+    0x54,
+    0x54,
+    o.protocolVersion,
+    o.cleanStart ? 0x02 : 0x00,
+    (o.keepaliveS >> 8) & 0xff,
+    o.keepaliveS & 0xff,
+    ...(o.protocolVersion === 5 ? [0x00] : []),
+  ]);
+  const remaining = header.length + clientId.length;
+  const b = Buffer.allocUnsafe(1 + varintSize(remaining) + remaining);
+  b[0] = CONNECT << 4;
+  let o2 = writeVarint(b, 1, remaining);
+  o2 += header.copy(b, o2);
+  clientId.copy(b, o2);
+  return b;
+}
+
+/**
+ * A topic name as it appears in PUBLISH (length-prefixed UTF-8), encoded once per topic.
+ * Wildcards are refused here rather than by the broker closing the connection mid-run.
+ */
+export function encodeTopic(name: string): Buffer {
+  if (name.length === 0 || name.includes('+') || name.includes('#') || name.includes('\0')) {
+    throw new RangeError(`invalid topic name for PUBLISH: ${JSON.stringify(name)}`);
+  }
+  return utf8Field(name);
+}
+
+/** Bytes of a PUBLISH packet with this topic (from `encodeTopic`) and payload length. */
+export function publishSize(
+  topic: Buffer,
+  qos: QoS,
+  version: ProtocolVersion,
+  payloadLength: number,
+): number {
+  const remaining = topic.length + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payloadLength;
+  return 1 + varintSize(remaining) + remaining;
+}
+
+/** Writes a PUBLISH (no DUP, no RETAIN, no properties) at `offset`; returns the offset after it. */
+export function writePublish(
+  b: Buffer,
+  offset: number,
+  topic: Buffer,
+  qos: QoS,
+  version: ProtocolVersion,
+  packetId: number,
+  payload: Buffer,
+): number {
+  const remaining = topic.length + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payload.length;
+  let o = offset;
+  b[o++] = (PUBLISH << 4) | (qos << 1);
+  o = writeVarint(b, o, remaining);
+  o += topic.copy(b, o);
+  if (qos > 0) {
+    b[o++] = packetId >> 8;
+    b[o++] = packetId & 0xff;
+  }
+  if (version === 5) b[o++] = 0x00;
+  o += payload.copy(b, o);
+  return o;
+}
+
+/**
+ * PUBREL: the same four bytes for both versions, since MQTT 5 lets the reason code be left out
+ * when it is 0x00 and there are no properties (§3.6.2.1).
+ */
+export function writePubrel(b: Buffer, offset: number, packetId: number): number {
+  b[offset] = (PUBREL << 4) | 0x02;
+  b[offset + 1] = 0x02;
+  b[offset + 2] = packetId >> 8;
+  b[offset + 3] = packetId & 0xff;
+  return offset + 4;
+}
+
+export const PINGREQ_PACKET: Readonly<Buffer> = Buffer.from([0xc0, 0x00]);
+/** Normal disconnection; in MQTT 5 a zero reason code without properties may be left out. */
+export const DISCONNECT_PACKET: Readonly<Buffer> = Buffer.from([0xe0, 0x00]);
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/** Called per complete packet with its first byte and its body as `buf[start, end)`. */
+export type PacketHandler = (header: number, buf: Buffer, start: number, end: number) => void;
+
+/**
+ * Splits a byte stream into MQTT packets. A packet split across chunks (header, remaining
+ * length or body) is kept until the rest arrives; only that tail is copied. Throws on a
+ * malformed remaining length or a packet larger than `maxBytes`.
+ */
+export class PacketReader {
+  private pending: Buffer | undefined;
+
+  constructor(
+    private readonly onPacket: PacketHandler,
+    private readonly maxBytes = MAX_INCOMING_BYTES,
+  ) {}
+
+  /** Bytes held back waiting for the rest of a packet. */
+  get buffered(): number {
+    return this.pending?.length ?? 0;
+  }
+
+  push(chunk: Buffer): void {
+    const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = undefined;
+    const len = buf.length;
+    let pos = 0;
+    // Every complete packet advances pos by at least 2, so this ends within len / 2 turns.
+    while (len - pos >= 2) {
+      let remaining = 0;
+      let multiplier = 1;
+      let i = pos + 1;
+      let complete = false;
+      for (let k = 0; k < 4 && i < len; k++) {
+        const byte = buf[i++]!;
+        remaining += (byte & 0x7f) * multiplier;
+        if ((byte & 0x80) === 0) {
+          complete = true;
+          break;
+        }
+        if (k === 3) throw new Error('malformed remaining length (more than 4 bytes)');
+        multiplier *= 128;
+      }
+      if (!complete) break;
+      if (remaining > this.maxBytes) {
+        throw new Error(`packet of ${remaining} bytes exceeds the limit of ${this.maxBytes}`);
+      }
+      const end = i + remaining;
+      if (end > len) break;
+      this.onPacket(buf[pos]!, buf, i, end);
+      pos = end;
+    }
+    // A copy, so that a 64 KB read chunk is not kept alive for a few bytes of it.
+    if (pos < len) this.pending = Buffer.from(buf.subarray(pos));
+  }
+}
+
+function readVarint(b: Buffer, pos: number, end: number): { value: number; next: number } {
+  let value = 0;
+  let multiplier = 1;
+  for (let k = 0; k < 4; k++) {
+    if (pos >= end) break;
+    const byte = b[pos++]!;
+    value += (byte & 0x7f) * multiplier;
+    if ((byte & 0x80) === 0) return { value, next: pos };
+    multiplier *= 128;
+  }
+  throw new Error('malformed variable byte integer');
+}
+
+/** The MQTT 5 properties this client acts on; the others are skipped. */
+export interface Properties {
+  reasonString?: string;
+  receiveMaximum?: number;
+  maximumQos?: number;
+  serverKeepAlive?: number;
+  maximumPacketSize?: number;
+}
+
+/** Value sizes of the MQTT 5 property identifiers (§2.2.2.2), to skip the unused ones. */
+const PROPERTY_KINDS: Readonly<Record<number, 'u8' | 'u16' | 'u32' | 'varint' | 'bin' | 'pair'>> = {
+  0x01: 'u8',
+  0x02: 'u32',
+  0x03: 'bin',
+  0x08: 'bin',
+  0x09: 'bin',
+  0x0b: 'varint',
+  0x11: 'u32',
+  0x12: 'bin',
+  0x13: 'u16',
+  0x15: 'bin',
+  0x16: 'bin',
+  0x17: 'u8',
+  0x18: 'u32',
+  0x19: 'u8',
+  0x1a: 'bin',
+  0x1c: 'bin',
+  0x1f: 'bin',
+  0x21: 'u16',
+  0x22: 'u16',
+  0x23: 'u16',
+  0x24: 'u8',
+  0x25: 'u8',
+  0x26: 'pair',
+  0x27: 'u32',
+  0x28: 'u8',
+  0x29: 'u8',
+  0x2a: 'u8',
+};
+
+/** Reads a property list (length first) at `pos`; absent (pos === end) means none. */
+export function readProperties(b: Buffer, pos: number, end: number): Properties {
+  const props: Properties = {};
+  if (pos >= end) return props;
+  const { value: length, next } = readVarint(b, pos, end);
+  const stop = next + length;
+  if (stop > end) throw new Error('property length beyond the packet');
+  let p = next;
+  // Each property consumes at least 2 bytes (identifier and a value).
+  for (let guard = 0; p < stop && guard < length; guard++) {
+    const id = b[p++]!;
+    const kind = PROPERTY_KINDS[id];
+    if (kind === undefined) throw new Error(`unknown property ${hex(id)}`);
+    let size: number;
+    let value = 0;
+    if (kind === 'u8') {
+      size = 1;
+      value = b[p]!;
+    } else if (kind === 'u16') {
+      size = 2;
+      value = b.readUInt16BE(p);
+    } else if (kind === 'u32') {
+      size = 4;
+      value = b.readUInt32BE(p);
+    } else if (kind === 'varint') {
+      const v = readVarint(b, p, stop);
+      size = v.next - p;
+      value = v.value;
+    } else if (kind === 'bin') {
+      size = 2 + b.readUInt16BE(p);
+    } else {
+      const first = 2 + b.readUInt16BE(p);
+      size = first + 2 + b.readUInt16BE(p + first);
+    }
+    if (p + size > stop) throw new Error(`property ${hex(id)} runs beyond the property list`);
+    if (id === 0x1f) props.reasonString = b.toString('utf8', p + 2, p + size);
+    else if (id === 0x21) props.receiveMaximum = value;
+    else if (id === 0x24) props.maximumQos = value;
+    else if (id === 0x13) props.serverKeepAlive = value;
+    else if (id === 0x27) props.maximumPacketSize = value;
+    p += size;
+  }
+  return props;
+}
+
+export interface ConnAck {
+  readonly sessionPresent: boolean;
+  /** 3.1.1 return code or 5 reason code; 0 = accepted. */
+  readonly code: number;
+  readonly properties: Properties;
+}
+
+export function decodeConnack(
+  b: Buffer,
+  start: number,
+  end: number,
+  version: ProtocolVersion,
+): ConnAck {
+  if (end - start < 2) throw new Error('CONNACK shorter than 2 bytes');
+  return {
+    sessionPresent: (b[start]! & 0x01) !== 0,
+    code: b[start + 1]!,
+    properties: version === 5 ? readProperties(b, start + 2, end) : {},
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+export interface RawPublisherOptions extends Omit<ConnectOptions, 'cleanStart'> {
+  readonly host: string;
+  readonly port: number;
+  readonly qos: QoS;
+  /** Publishes not yet completed (QoS 1/2: acknowledged; QoS 0: written), at most. */
+  readonly window: number;
+  readonly connectTimeoutMs: number;
+}
+
+const enum State {
+  Connecting,
+  Open,
+  Closed,
+}
+
+/**
+ * One publishing connection. `publish()` queues a packet, `flush()` writes what is queued;
+ * completions come in batches through `onComplete`, room after socket backpressure through
+ * `onDrain`, and the first failure through `onError` (once; the socket is gone by then).
+ *
+ * QoS 1/2 completions are reported from a turn of their own (a timer or setImmediate, never
+ * from inside a socket read), so the caller may refill the window right there: what it queues
+ * is written together with the pending PUBRELs. QoS 0 completions come from the socket's write
+ * callback; refill from there later (setImmediate), or writes would chain without ever
+ * yielding to timers.
+ */
+export class RawMqttPublisher {
+  onComplete: (count: number) => void = () => {};
+  onDrain: () => void = () => {};
+  onError: (message: string) => void = () => {};
+  /** Publishes started and not completed. */
+  inflight = 0;
+  /** The window in effect: the asked one, capped by packet ids and the broker's receive maximum. */
+  window: number;
+  readonly connack: Promise<ConnAck>;
+
+  private state = State.Connecting;
+  private readonly reader: PacketReader;
+  /** Per packet id: 0 free, 1 awaiting PUBACK / PUBREC, 2 awaiting PUBCOMP. */
+  private readonly idState = new Uint8Array(MAX_PACKET_ID + 1);
+  private nextId = 1;
+  private out = Buffer.allocUnsafe(SLAB_BYTES);
+  /** out[outStart, outEnd) is queued and not yet handed to the socket. */
+  private outStart = 0;
+  private outEnd = 0;
+  /** QoS 0 publishes in the queued bytes: completed once the socket has written them. */
+  private queuedQos0 = 0;
+  private backedUp = false;
+  /** PUBRELs queued and not yet written. */
+  private pubrelsQueued = 0;
+  /** Acknowledged publishes not yet reported through onComplete (reported per turn). */
+  private completedPending = 0;
+  private turnTimer: NodeJS.Timeout | undefined;
+  private turnImmediate: NodeJS.Immediate | undefined;
+  private lastWriteAt = performance.now();
+  private pingSentAt: number | undefined;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private maximumPacketSize = Infinity;
+  private settleConnack: ((err: Error | undefined, ack?: ConnAck) => void) | undefined;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    private readonly o: RawPublisherOptions,
+  ) {
+    this.window = Math.max(1, o.qos > 0 ? Math.min(o.window, MAX_PACKET_ID) : o.window);
+    this.reader = new PacketReader((h, b, s, e) => this.onPacket(h, b, s, e));
+    this.connack = new Promise<ConnAck>((resolve, reject) => {
+      this.settleConnack = (err, ack) => (err ? reject(err) : resolve(ack!));
+    });
+  }
+
+  /** Connects and waits for a successful CONNACK; rejects with the reason otherwise. */
+  static async connect(o: RawPublisherOptions): Promise<RawMqttPublisher> {
+    const socket = net.createConnection({ host: o.host, port: o.port });
+    // Packets are already batched per write; Nagle would only delay the tail of a batch.
+    socket.setNoDelay(true);
+    const client = new RawMqttPublisher(socket, o);
+    const timer = setTimeout(
+      () => client.fail(`no CONNACK within ${o.connectTimeoutMs} ms`),
+      o.connectTimeoutMs,
+    );
+    socket.once('connect', () => {
+      socket.write(encodeConnect({ ...o, cleanStart: true }));
+      client.lastWriteAt = performance.now();
+    });
+    socket.on('data', (chunk: Buffer) => client.onData(chunk));
+    socket.on('drain', () => {
+      client.backedUp = false;
+      if (client.state === State.Open) client.onDrain();
+    });
+    socket.on('error', (err) => client.fail(err.message));
+    socket.on('close', () => client.fail('connection closed by the broker'));
+    try {
+      await client.connack;
+    } finally {
+      clearTimeout(timer);
+    }
+    return client;
+  }
+
+  /** Publishes that may be started now: room in the window, none while the socket is backed up. */
+  room(): number {
+    return this.state === State.Open && !this.backedUp ? this.window - this.inflight : 0;
+  }
+
+  /** Queues one PUBLISH; the caller keeps within `room()`. */
+  publish(topic: Buffer, payload: Buffer): void {
+    const qos = this.o.qos;
+    const version = this.o.protocolVersion;
+    const size = publishSize(topic, qos, version, payload.length);
+    if (size > this.maximumPacketSize) {
+      this.fail(`PUBLISH of ${size} bytes exceeds the broker's maximum packet size`);
+      return;
+    }
+    let id = 0;
+    if (qos > 0) {
+      id = this.allocId();
+      this.idState[id] = 1;
+    }
+    this.inflight++;
+    const at = this.reserve(size);
+    writePublish(this.out, at, topic, qos, version, id, payload);
+    // Counted after reserve(), whose flush of a full slab does not carry this packet.
+    if (qos === 0) this.queuedQos0++;
+  }
+
+  /** Hands everything queued to the socket in one write. */
+  flush(): void {
+    if (this.outEnd === this.outStart || this.state === State.Closed) return;
+    const chunk = this.out.subarray(this.outStart, this.outEnd);
+    this.outStart = this.outEnd;
+    this.pubrelsQueued = 0;
+    this.lastWriteAt = performance.now();
+    const written = this.queuedQos0;
+    this.queuedQos0 = 0;
+    const ok =
+      written > 0
+        ? this.socket.write(chunk, (err) => {
+            if (err || this.state !== State.Open) return;
+            this.inflight -= written;
+            this.onComplete(written);
+          })
+        : this.socket.write(chunk);
+    if (!ok) this.backedUp = true;
+  }
+
+  /** DISCONNECT and close; completions and errors after this are not reported. */
+  disconnect(): void {
+    if (this.state === State.Closed) return;
+    const wasOpen = this.state === State.Open;
+    if (wasOpen) {
+      this.queue(DISCONNECT_PACKET);
+      this.flush();
+    }
+    this.close();
+    if (wasOpen) this.socket.end();
+    else this.socket.destroy();
+  }
+
+  private close(): void {
+    this.state = State.Closed;
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = undefined;
+    this.cancelTurn();
+  }
+
+  private fail(message: string): void {
+    if (this.state === State.Closed) return;
+    const wasOpen = this.state === State.Open;
+    this.close();
+    this.socket.destroy();
+    if (wasOpen) this.onError(message);
+    else this.settleConnack?.(new Error(message));
+  }
+
+  /**
+   * Room in the slab for n bytes, starting a new slab (after writing the old) when full. It may
+   * replace `this.out`, so read `this.out` only after calling it.
+   */
+  private reserve(n: number): number {
+    if (this.outEnd + n > this.out.length) {
+      this.flush();
+      // The socket may still hold the written part of the old slab: never write into it again.
+      this.out = Buffer.allocUnsafe(Math.max(SLAB_BYTES, n));
+      this.outStart = 0;
+      this.outEnd = 0;
+    }
+    const at = this.outEnd;
+    this.outEnd += n;
+    return at;
+  }
+
+  private queue(packet: Readonly<Buffer>): void {
+    const at = this.reserve(packet.length);
+    packet.copy(this.out, at);
+  }
+
+  /** A packet id not in flight; one exists because inflight < window <= 65535. */
+  private allocId(): number {
+    for (let k = 0; k < MAX_PACKET_ID; k++) {
+      const id = this.nextId;
+      this.nextId = id === MAX_PACKET_ID ? 1 : id + 1;
+      if (this.idState[id] === 0) return id;
+    }
+    throw new Error('no free packet id');
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      this.fail(`bad packet from the broker: ${(err as Error).message}`);
+      return;
+    }
+    if (this.state !== State.Open) return;
+    if (this.completedPending === 0 && this.outEnd === this.outStart) return;
+    // Half the window or less waiting on the broker (the rest acknowledged or waiting on our
+    // PUBREL): the pipe is draining, answer at the end of this loop turn. Otherwise wait up to
+    // ACK_TURN_MS for more acks. A small window is never kept waiting: it was asked for to
+    // bound what is in flight, and it has little to gather.
+    const waitingOnBroker = this.inflight - this.pubrelsQueued;
+    if (this.window < PACED_WINDOW || waitingOnBroker <= this.window / 2) {
+      this.turnImmediate ??= setImmediate(this.turn);
+    } else if (this.turnTimer === undefined && this.turnImmediate === undefined) {
+      this.turnTimer = setTimeout(this.turn, ACK_TURN_MS);
+    }
+  }
+
+  /**
+   * Reports the acks gathered since the last turn; the caller refills the window from
+   * onComplete, so the PUBRELs queued meanwhile and its new PUBLISHes leave in one write.
+   */
+  private readonly turn = (): void => {
+    this.cancelTurn();
+    if (this.state !== State.Open) return;
+    const n = this.completedPending;
+    this.completedPending = 0;
+    if (n > 0) this.onComplete(n);
+    this.flush();
+  };
+
+  private cancelTurn(): void {
+    if (this.turnTimer !== undefined) clearTimeout(this.turnTimer);
+    if (this.turnImmediate !== undefined) clearImmediate(this.turnImmediate);
+    this.turnTimer = undefined;
+    this.turnImmediate = undefined;
+  }
+
+  private onPacket(header: number, b: Buffer, start: number, end: number): void {
+    if (this.state === State.Closed) return;
+    const type = header >> 4;
+    const version = this.o.protocolVersion;
+    if (this.state === State.Connecting) {
+      if (type !== CONNACK) return this.fail(`expected CONNACK, got packet type ${type}`);
+      return this.onConnack(decodeConnack(b, start, end, version));
+    }
+    switch (type) {
+      case PUBACK:
+      case PUBREC:
+      case PUBCOMP: {
+        if (end - start < 2) return this.fail(`${ackName(type)} shorter than 2 bytes`);
+        const id = (b[start]! << 8) | b[start + 1]!;
+        const expected = type === PUBCOMP ? 2 : 1;
+        const wanted = this.o.qos === 1 ? PUBACK : type === PUBCOMP ? PUBCOMP : PUBREC;
+        if (type !== wanted || this.idState[id] !== expected) {
+          return this.fail(`unexpected ${ackName(type)} for packet id ${id} (not in flight)`);
+        }
+        if (version === 5 && end - start > 2 && b[start + 2]! >= 0x80) {
+          const reason = readProperties(b, start + 3, end).reasonString;
+          return this.fail(
+            `${ackName(type)} for packet id ${id}: reason ${reasonName(b[start + 2]!, 5)}` +
+              (reason ? ` (${reason})` : ''),
+          );
+        }
+        if (type === PUBREC) {
+          this.idState[id] = 2;
+          const at = this.reserve(4);
+          writePubrel(this.out, at, id);
+          this.pubrelsQueued++;
+          return;
+        }
+        this.idState[id] = 0;
+        this.inflight--;
+        this.completedPending++;
+        return;
+      }
+      case PINGRESP:
+        this.pingSentAt = undefined;
+        return;
+      case DISCONNECT: {
+        const code = end > start ? b[start]! : 0;
+        const reason = version === 5 ? readProperties(b, start + 1, end).reasonString : undefined;
+        return this.fail(
+          `the broker sent DISCONNECT: reason ${reasonName(code, 5)}${reason ? ` (${reason})` : ''}`,
+        );
+      }
+      default:
+        return this.fail(`unexpected packet type ${type} from the broker`);
+    }
+  }
+
+  private onConnack(ack: ConnAck): void {
+    const version = this.o.protocolVersion;
+    const p = ack.properties;
+    if (ack.code !== 0) {
+      return this.fail(
+        `CONNACK refused: ${reasonName(ack.code, version)}` +
+          (p.reasonString ? ` (${p.reasonString})` : ''),
+      );
+    }
+    if (p.maximumQos !== undefined && this.o.qos > p.maximumQos) {
+      return this.fail(`the broker allows at most QoS ${p.maximumQos}, asked for ${this.o.qos}`);
+    }
+    // Receive maximum bounds QoS 1/2 publishes in flight (MQTT 5 §3.3.4).
+    if (this.o.qos > 0 && p.receiveMaximum !== undefined) {
+      this.window = Math.min(this.window, p.receiveMaximum);
+    }
+    if (p.maximumPacketSize !== undefined) this.maximumPacketSize = p.maximumPacketSize;
+    this.state = State.Open;
+    const keepaliveS = p.serverKeepAlive ?? this.o.keepaliveS;
+    if (keepaliveS > 0) {
+      this.keepaliveTimer = setInterval(() => this.keepalive(keepaliveS * 1000), keepaliveS * 500);
+      this.keepaliveTimer.unref();
+    }
+    this.settleConnack?.(undefined, ack);
+  }
+
+  /**
+   * Half the keepalive without a write sends PINGREQ, leaving the other half for it to arrive;
+   * a PINGRESP missing for a whole keepalive means the broker is gone.
+   */
+  private keepalive(keepaliveMs: number): void {
+    if (this.state !== State.Open) return;
+    const now = performance.now();
+    if (this.pingSentAt !== undefined) {
+      if (now - this.pingSentAt > keepaliveMs) {
+        this.fail(`no PINGRESP within ${keepaliveMs / 1000} s`);
+      }
+      return;
+    }
+    if (now - this.lastWriteAt >= keepaliveMs / 2) {
+      this.queue(PINGREQ_PACKET);
+      this.flush();
+      this.pingSentAt = now;
+    }
+  }
+}
+
+function ackName(type: number): string {
+  return type === PUBACK ? 'PUBACK' : type === PUBREC ? 'PUBREC' : 'PUBCOMP';
+}
