@@ -21,15 +21,17 @@ export type ProtocolVersion = 4 | 5;
 export type QoS = 0 | 1 | 2;
 
 /** Packet types (MQTT 3.1.1 §2.2.1, 5.0 §2.1.2). */
-const CONNECT = 1;
-const CONNACK = 2;
-const PUBLISH = 3;
-const PUBACK = 4;
-const PUBREC = 5;
-const PUBREL = 6;
-const PUBCOMP = 7;
-const PINGRESP = 13;
-const DISCONNECT = 14;
+export const CONNECT = 1;
+export const CONNACK = 2;
+export const PUBLISH = 3;
+export const PUBACK = 4;
+export const PUBREC = 5;
+export const PUBREL = 6;
+export const PUBCOMP = 7;
+export const SUBSCRIBE = 8;
+export const SUBACK = 9;
+export const PINGRESP = 13;
+export const DISCONNECT = 14;
 
 /** Largest packet the reader accepts: acks are a few bytes, a CONNACK with properties a few hundred. */
 const MAX_INCOMING_BYTES = 1 << 20;
@@ -140,11 +142,22 @@ export interface ConnectOptions {
   /** Seconds; 0 disables keepalive. */
   readonly keepaliveS: number;
   readonly cleanStart: boolean;
+  /**
+   * MQTT 5 only: QoS 1/2 publishes the broker may have in flight to us; absent means the
+   * protocol's default of 65535.
+   */
+  readonly receiveMaximum?: number;
 }
 
 export function encodeConnect(o: ConnectOptions): Buffer {
   const clientId = utf8Field(o.clientId);
-  // Protocol name "MQTT", level, flags, keepalive; MQTT 5 adds an empty property list.
+  const rm = o.receiveMaximum;
+  if (rm !== undefined && (!Number.isInteger(rm) || rm < 1 || rm > MAX_PACKET_ID)) {
+    throw new RangeError(`receive maximum ${rm} out of range 1..${MAX_PACKET_ID}`);
+  }
+  const properties =
+    o.protocolVersion !== 5 ? [] : rm === undefined ? [0x00] : [0x03, 0x21, rm >> 8, rm & 0xff];
+  // Protocol name "MQTT", level, flags, keepalive; MQTT 5 adds the property list.
   const header = Buffer.from([
     0x00,
     0x04,
@@ -156,7 +169,7 @@ export function encodeConnect(o: ConnectOptions): Buffer {
     o.cleanStart ? 0x02 : 0x00,
     (o.keepaliveS >> 8) & 0xff,
     o.keepaliveS & 0xff,
-    ...(o.protocolVersion === 5 ? [0x00] : []),
+    ...properties,
   ]);
   const remaining = header.length + clientId.length;
   const b = Buffer.allocUnsafe(1 + varintSize(remaining) + remaining);
@@ -223,6 +236,53 @@ export function writePubrel(b: Buffer, offset: number, packetId: number): number
   b[offset + 2] = packetId >> 8;
   b[offset + 3] = packetId & 0xff;
   return offset + 4;
+}
+
+/** SUBSCRIBE to one filter; the MQTT 5 subscription options other than QoS stay 0. */
+export function encodeSubscribe(
+  packetId: number,
+  filter: string,
+  qos: QoS,
+  version: ProtocolVersion,
+): Buffer {
+  if (packetId < 1 || packetId > MAX_PACKET_ID) throw new RangeError(`packet id ${packetId}`);
+  if (filter.length === 0) throw new RangeError('empty topic filter');
+  const f = utf8Field(filter);
+  const remaining = 2 + (version === 5 ? 1 : 0) + f.length + 1;
+  const b = Buffer.allocUnsafe(1 + varintSize(remaining) + remaining);
+  // SUBSCRIBE's fixed-header flags are reserved as 0b0010 (§3.8.1).
+  b[0] = (SUBSCRIBE << 4) | 0x02;
+  let o = writeVarint(b, 1, remaining);
+  b[o++] = packetId >> 8;
+  b[o++] = packetId & 0xff;
+  if (version === 5) b[o++] = 0x00;
+  o += f.copy(b, o);
+  b[o] = qos;
+  return b;
+}
+
+/** The four bytes of PUBACK (4), PUBREC (5) or PUBCOMP (7): reason code left out, as for PUBREL. */
+function writeAck(b: Buffer, offset: number, type: number, packetId: number): number {
+  b[offset] = type << 4;
+  b[offset + 1] = 0x02;
+  b[offset + 2] = packetId >> 8;
+  b[offset + 3] = packetId & 0xff;
+  return offset + 4;
+}
+
+/** Bytes of each acknowledgement a subscriber writes. */
+export const ACK_BYTES = 4;
+
+export function writePuback(b: Buffer, offset: number, packetId: number): number {
+  return writeAck(b, offset, PUBACK, packetId);
+}
+
+export function writePubrec(b: Buffer, offset: number, packetId: number): number {
+  return writeAck(b, offset, PUBREC, packetId);
+}
+
+export function writePubcomp(b: Buffer, offset: number, packetId: number): number {
+  return writeAck(b, offset, PUBCOMP, packetId);
 }
 
 export const PINGREQ_PACKET: Readonly<Buffer> = Buffer.from([0xc0, 0x00]);
@@ -405,6 +465,110 @@ export function decodeConnack(
     code: b[start + 1]!,
     properties: version === 5 ? readProperties(b, start + 2, end) : {},
   };
+}
+
+export interface SubAck {
+  readonly packetId: number;
+  /** One per filter: the granted QoS (0..2) or a failure code (0x80 and up). */
+  readonly codes: readonly number[];
+  readonly reasonString?: string;
+}
+
+export function decodeSuback(
+  b: Buffer,
+  start: number,
+  end: number,
+  version: ProtocolVersion,
+): SubAck {
+  if (end - start < 3) throw new Error('SUBACK shorter than 3 bytes');
+  const packetId = (b[start]! << 8) | b[start + 1]!;
+  let p = start + 2;
+  let reasonString: string | undefined;
+  if (version === 5) {
+    reasonString = readProperties(b, p, end).reasonString;
+    const { value, next } = readVarint(b, p, end);
+    p = next + value;
+  }
+  const codes: number[] = [];
+  for (; p < end; p++) codes.push(b[p]!);
+  return { packetId, codes, ...(reasonString === undefined ? {} : { reasonString }) };
+}
+
+/**
+ * One incoming PUBLISH, as offsets into the buffer it was read from: `decodePublish` fills a
+ * view the caller reuses, so a subscriber allocates nothing per message unless it asks for the
+ * topic string or keeps the payload.
+ */
+export interface PublishView {
+  buf: Buffer;
+  qos: QoS;
+  dup: boolean;
+  retain: boolean;
+  /** 0 at QoS 0. */
+  packetId: number;
+  topicStart: number;
+  topicEnd: number;
+  payloadStart: number;
+  payloadEnd: number;
+}
+
+export function publishView(): PublishView {
+  return {
+    buf: Buffer.alloc(0),
+    qos: 0,
+    dup: false,
+    retain: false,
+    packetId: 0,
+    topicStart: 0,
+    topicEnd: 0,
+    payloadStart: 0,
+    payloadEnd: 0,
+  };
+}
+
+/**
+ * Decodes the PUBLISH whose first byte is `header` and body `b[start, end)` (as PacketReader
+ * hands it over) into `view`. MQTT 5 properties are skipped: this client advertises no topic
+ * alias maximum, so a broker may not send an alias in place of the topic.
+ */
+export function decodePublish(
+  header: number,
+  b: Buffer,
+  start: number,
+  end: number,
+  version: ProtocolVersion,
+  view: PublishView,
+): PublishView {
+  const qos = (header >> 1) & 0x03;
+  if (qos === 3) throw new Error('PUBLISH with QoS 3');
+  if (end - start < 2) throw new Error('PUBLISH shorter than its topic length');
+  const topicLength = (b[start]! << 8) | b[start + 1]!;
+  let p = start + 2 + topicLength;
+  view.topicStart = start + 2;
+  view.topicEnd = p;
+  view.packetId = 0;
+  if (qos > 0) {
+    if (p + 2 > end) throw new Error('PUBLISH ends before its packet id');
+    view.packetId = (b[p]! << 8) | b[p + 1]!;
+    if (view.packetId === 0) throw new Error('PUBLISH with packet id 0');
+    p += 2;
+  }
+  if (version === 5) {
+    // The common case, no properties, without a varint call.
+    if (p < end && b[p] === 0) p++;
+    else {
+      const { value, next } = readVarint(b, p, end);
+      p = next + value;
+    }
+  }
+  if (p > end) throw new Error('PUBLISH header runs beyond the packet');
+  view.buf = b;
+  view.qos = qos as QoS;
+  view.dup = (header & 0x08) !== 0;
+  view.retain = (header & 0x01) !== 0;
+  view.payloadStart = p;
+  view.payloadEnd = end;
+  return view;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ import type { PublisherClient } from './publisher';
 import { formatReport, runBenchmark } from './run';
 import type { RunResult } from './run';
 import type { KafkaCeilingResult } from '../native-bench/kafka-ceiling';
-import type { PublisherCeiling } from '../native-bench/mqtt-ceiling';
+import { mqttCeilingPlotName } from '../native-bench/mqtt-ceiling';
+import type { MqttCeiling, PublisherCeiling } from '../native-bench/mqtt-ceiling';
 import type { DispatchResult } from '../native-bench/dispatch';
 
 export interface Cell {
@@ -80,7 +81,10 @@ export interface MatrixResult {
 
 export interface Ceilings {
   publisher?: PublisherCeiling[];
-  mqtt?: RunResult[];
+  /** MQTT-only with the bare mqtt.js subscriber (one PUBACK write per message). */
+  mqtt?: MqttCeiling[];
+  /** MQTT-only with the raw subscriber (one ack write per read): the ceiling targets use. */
+  mqttRaw?: MqttCeiling[];
   kafka?: KafkaCeilingResult[];
   dispatch?: DispatchResult[];
   readonly errors: string[];
@@ -443,7 +447,11 @@ export async function main(argv: readonly string[]): Promise<void> {
               '--plot-dir',
               resultsDir,
             ],
-            (s) => (ceilings.mqtt = lastJson<RunResult[]>(s)),
+            (s) => {
+              const rows = lastJson<MqttCeiling[]>(s);
+              ceilings.mqtt = rows.filter((r) => r.subscriber === 'mqttjs');
+              ceilings.mqttRaw = rows.filter((r) => r.subscriber === 'raw');
+            },
           ],
           [
             'Kafka-only ceiling',
@@ -484,7 +492,9 @@ export async function main(argv: readonly string[]): Promise<void> {
         log(msg);
       }
     }
-    for (const r of ceilings.mqtt ?? []) process.stderr.write(formatReport(r) + '\n');
+    for (const r of [...(ceilings.mqtt ?? []), ...(ceilings.mqttRaw ?? [])]) {
+      process.stderr.write(formatReport(r) + '\n');
+    }
 
     const cells = planCells(o);
     const results: CellResult[] = [];
@@ -638,7 +648,9 @@ export async function main(argv: readonly string[]): Promise<void> {
         }
       };
       for (const c of results) copy(c.result?.plotFile, c.cell.name);
-      for (const m of ceilings.mqtt ?? []) copy(m.plotFile, `mqtt-only-qos${m.params.qos}`);
+      for (const m of [...(ceilings.mqtt ?? []), ...(ceilings.mqttRaw ?? [])]) {
+        copy(m.plotFile, mqttCeilingPlotName(m.params.qos, m.subscriber));
+      }
       await writeBenchmarksDoc(path.join(docs, 'BENCHMARKS.md'), matrix, copied);
       log('docs/BENCHMARKS.md regenerated');
     }

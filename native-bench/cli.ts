@@ -3,7 +3,8 @@
  * and machine.
  *
  *   node build/native-bench/cli.js publisher --qos 0,1,2      publisher alone (nobody subscribed)
- *   node build/native-bench/cli.js mqtt --qos 0,1,2           publisher → mosquitto → bare subscriber
+ *   node build/native-bench/cli.js mqtt --qos 0,1,2           publisher → mosquitto → subscriber
+ *                                                             (bare mqtt.js and raw, per QoS)
  *   node build/native-bench/cli.js kafka --workers 0,1,2      engine producer, main thread / n workers
  *   node build/native-bench/cli.js dispatch                   Piscina round trip per batch size
  *
@@ -15,13 +16,17 @@ import type { PublisherClient } from '../benchmark/publisher';
 import { clientName } from '../benchmark/run';
 import { fmtInt, fmtMs } from '../benchmark/stats';
 import { formatReport } from '../benchmark/run';
-import type { RunResult } from '../benchmark/run';
 import { dispatchBench } from './dispatch';
 import type { DispatchMode } from './dispatch';
 import { kafkaCeiling } from './kafka-ceiling';
 import type { KafkaCeilingResult } from './kafka-ceiling';
-import { mqttCeiling, publisherCeiling } from './mqtt-ceiling';
-import type { PublisherCeiling } from './mqtt-ceiling';
+import {
+  SUBSCRIBER_CLIENTS,
+  mqttCeiling,
+  mqttCeilingPlotName,
+  publisherCeiling,
+} from './mqtt-ceiling';
+import type { MqttCeiling, PublisherCeiling, SubscriberClient } from './mqtt-ceiling';
 
 function intList(min: number, max: number) {
   return (v: string): number[] =>
@@ -51,6 +56,16 @@ function protocolOf(v: string): 4 | 5 {
   throw new InvalidArgumentError("expected 5 or '3.1.1'");
 }
 
+function subscriberList(v: string): SubscriberClient[] {
+  const list = v.split(',').map((s) => s.trim());
+  for (const s of list) {
+    if (!(SUBSCRIBER_CLIENTS as readonly string[]).includes(s)) {
+      throw new InvalidArgumentError(`expected a list of ${SUBSCRIBER_CLIENTS.join(', ')}`);
+    }
+  }
+  return [...new Set(list)] as SubscriberClient[];
+}
+
 function emit(json: boolean, kind: string, results: unknown, table: string): void {
   if (json) process.stdout.write(JSON.stringify({ kind, results }) + '\n');
   else process.stdout.write(table + '\n');
@@ -71,6 +86,7 @@ interface MqttOpts {
   timeout: number;
   json: boolean;
   plotDir?: string;
+  subscriber: SubscriberClient[];
 }
 
 function mqttOptions(cmd: Command): Command {
@@ -133,36 +149,49 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   mqttOptions(program.command('mqtt'))
     .description(
-      'MQTT-only ceiling: publisher → mosquitto → bare mqtt.js subscriber acking at once',
+      'MQTT-only ceiling: publisher → mosquitto → subscriber acking at once (mqtt.js and raw)',
     )
-    .option('--plot-dir <dir>', 'write one SVG per QoS here')
+    .option(
+      '--subscriber <list>',
+      `subscribers, one run each per QoS: ${SUBSCRIBER_CLIENTS.join(',')}`,
+      subscriberList,
+      [...SUBSCRIBER_CLIENTS],
+    )
+    .option('--plot-dir <dir>', 'write one SVG per QoS and subscriber here')
     .action(async (o: MqttOpts) => {
       const { host, port } = hostPort(o.mqtt);
-      const results: RunResult[] = [];
+      const results: MqttCeiling[] = [];
       for (const qos of o.qos) {
-        results.push(
-          await mqttCeiling({
-            label: `mqtt-only QoS ${qos}`,
-            messages: o.messages,
-            qos: qos as 0 | 1 | 2,
-            rate: 0,
-            wrapped: false,
-            payloadSize: o.payloadSize,
-            topics: o.topics,
-            protocolVersion: o.protocol,
-            connections: o.connections,
-            window: o.window,
-            publisherClient: o.publisher,
-            mqttHost: host,
-            mqttPort: port,
-            topicPrefix: `mkf-ceiling-${process.pid}-${qos}`,
-            warmup: o.warmup,
-            idleTimeoutMs: o.idleTimeout * 1000,
-            timeoutMs: o.timeout * 1000,
-            quiet: o.json,
-            ...(o.plotDir ? { plotFile: `${o.plotDir}/mqtt-only-qos${qos}.svg` } : {}),
-          }),
-        );
+        for (const sub of o.subscriber) {
+          results.push(
+            await mqttCeiling(
+              {
+                label: `mqtt-only QoS ${qos} (${sub === 'raw' ? 'raw' : 'mqtt.js'} subscriber)`,
+                messages: o.messages,
+                qos: qos as 0 | 1 | 2,
+                rate: 0,
+                wrapped: false,
+                payloadSize: o.payloadSize,
+                topics: o.topics,
+                protocolVersion: o.protocol,
+                connections: o.connections,
+                window: o.window,
+                publisherClient: o.publisher,
+                mqttHost: host,
+                mqttPort: port,
+                topicPrefix: `mkf-ceiling-${process.pid}-${qos}-${sub}`,
+                warmup: o.warmup,
+                idleTimeoutMs: o.idleTimeout * 1000,
+                timeoutMs: o.timeout * 1000,
+                quiet: o.json,
+                ...(o.plotDir
+                  ? { plotFile: `${o.plotDir}/${mqttCeilingPlotName(qos, sub)}.svg` }
+                  : {}),
+              },
+              sub,
+            ),
+          );
+        }
       }
       emit(o.json, 'mqtt', results, results.map(formatReport).join('\n'));
     });

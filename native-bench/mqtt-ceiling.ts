@@ -1,7 +1,10 @@
 /**
- * MQTT-only ceiling: the benchmark's own publisher (either client) → mosquitto → a bare mqtt.js subscriber that
- * acknowledges at once (mqtt.js's default). The forwarder can be no faster than this on the same
- * machine; `forwarder / ceiling` is how much of the MQTT path it keeps.
+ * MQTT-only ceiling: the benchmark's own publisher (either client) → mosquitto → a subscriber
+ * that acknowledges at once. Two subscribers: a bare mqtt.js client (mqtt.js's default, one
+ * PUBACK write per message) and the raw subscriber (raw-subscriber.ts, one ack write per socket
+ * read). The raw one is the honest ceiling: with the lean publisher, mqtt.js's per-message cost
+ * is the limit of the first, and the forwarder, which batches its acks, can beat it.
+ * `forwarder / ceiling` is how much of the MQTT path the forwarder keeps.
  *
  * Also the publisher's own ceiling: the same publisher with nobody subscribed, which shows
  * whether the load generator could be the bottleneck of a run.
@@ -14,6 +17,11 @@ import type { PublisherClient, PublisherConfig } from '../benchmark/publisher';
 import { runBenchmark } from '../benchmark/run';
 import type { RunOptions, RunResult } from '../benchmark/run';
 import type { Sink, SinkInfo } from '../benchmark/sink';
+import { RawSubscriberSink } from './raw-subscriber';
+
+/** The MQTT-only ceiling's subscriber: `mqttjs` (bare mqtt.js) or `raw` (raw-subscriber.ts). */
+export type SubscriberClient = 'mqttjs' | 'raw';
+export const SUBSCRIBER_CLIENTS: readonly SubscriberClient[] = ['mqttjs', 'raw'];
 
 export class MqttSubscriberSink implements Sink {
   readonly name = 'bare mqtt.js subscriber';
@@ -64,16 +72,23 @@ export class MqttSubscriberSink implements Sink {
   }
 }
 
+/** An MQTT-only ceiling run, with the subscriber that measured it. */
+export type MqttCeiling = RunResult & { readonly subscriber: SubscriberClient };
+
 /** One MQTT-only ceiling run: the benchmark harness with a subscriber instead of Kafka. */
-export function mqttCeiling(opts: RunOptions): Promise<RunResult> {
-  const sink = new MqttSubscriberSink(
+export async function mqttCeiling(
+  opts: RunOptions,
+  subscriber: SubscriberClient,
+): Promise<MqttCeiling> {
+  const Subscriber = subscriber === 'raw' ? RawSubscriberSink : MqttSubscriberSink;
+  const sink = new Subscriber(
     opts.mqttHost,
     opts.mqttPort,
     opts.protocolVersion,
     `${opts.topicPrefix}/#`,
     opts.qos,
   );
-  return runBenchmark({ ...opts, wrapped: false }, sink);
+  return { ...(await runBenchmark({ ...opts, wrapped: false }, sink)), subscriber };
 }
 
 export interface PublisherCeiling {
@@ -104,4 +119,9 @@ export async function publisherCeiling(cfg: PublisherConfig): Promise<PublisherC
     timedOut: r.timedOut,
     ...(r.error === undefined ? {} : { error: r.error }),
   };
+}
+
+/** Plot file name (no extension); the mqtt.js runs keep the name they had before `raw`. */
+export function mqttCeilingPlotName(qos: number, subscriber: SubscriberClient): string {
+  return subscriber === 'raw' ? `mqtt-only-raw-qos${qos}` : `mqtt-only-qos${qos}`;
 }
