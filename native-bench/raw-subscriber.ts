@@ -188,6 +188,13 @@ export class RawSubscriberSink implements Sink {
     }
   }
 
+  /** Queues one ack for the end of this read. */
+  private ack(write: (b: Buffer, at: number, packetId: number) => number, packetId: number): void {
+    // reserveAck may replace this.out: read it only after.
+    const at = this.reserveAck();
+    write(this.out, at, packetId);
+  }
+
   /** Room for one ack; a full slab moves its unwritten acks to a new one rather than writing. */
   private reserveAck(): number {
     if (this.outEnd + ACK_BYTES > this.out.length) {
@@ -212,14 +219,14 @@ export class RawSubscriberSink implements Sink {
       if (p.qos === 2) {
         const dup = this.awaitingRel[p.packetId] === 1;
         this.awaitingRel[p.packetId] = 1;
-        writePubrec(this.out, this.reserveAck(), p.packetId);
+        this.ack(writePubrec, p.packetId);
         // A resend of a message we have (before its PUBREL) is acknowledged, not delivered.
         if (dup) {
           this.stats.duplicatesDropped++;
           return;
         }
       } else if (p.qos === 1) {
-        writePuback(this.out, this.reserveAck(), p.packetId);
+        this.ack(writePuback, p.packetId);
       }
       this.stats.messages++;
       this.onPayload(b.subarray(p.payloadStart, p.payloadEnd), nowMs());
@@ -277,7 +284,7 @@ export class RawSubscriberSink implements Sink {
         const id = (b[start]! << 8) | b[start + 1]!;
         // Unknown ids get a PUBCOMP too: the broker is then done with them either way.
         this.awaitingRel[id] = 0;
-        writePubcomp(this.out, this.reserveAck(), id);
+        this.ack(writePubcomp, id);
         return;
       }
       case PINGRESP:
