@@ -1,8 +1,10 @@
 /**
  * A minimal MQTT 3.1.1 / 5 publishing client over `node:net`, for the benchmark's load
- * generator. It does only what the publisher needs (CONNECT, PUBLISH at QoS 0/1/2, PUBREL,
- * PINGREQ, DISCONNECT) and does it cheaply, because the load generator shares the machine with
- * the system it measures:
+ * generator, and the codec of the MQTT-only ceiling's raw subscriber (SUBSCRIBE, SUBACK,
+ * incoming PUBLISH, PUBACK / PUBREC / PUBCOMP; native-bench/raw-subscriber.ts). The client does
+ * only what the publisher needs (CONNECT, PUBLISH at QoS 0/1/2, PUBREL, PINGREQ, DISCONNECT)
+ * and does it cheaply, because the load generator shares the machine with the system it
+ * measures:
  *
  * - topic names are encoded once (`encodeTopic`);
  * - packets are appended to a slab and handed to the socket in one write per pump turn, not one
