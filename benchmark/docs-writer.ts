@@ -37,6 +37,14 @@ function mqttCeilingFor(m: MatrixResult, qos: number, sub: SubscriberClient): nu
   return rows?.find((r) => r.params.qos === qos)?.throughput?.endToEndMsgS;
 }
 
+/** The higher of the two MQTT-only runs of this QoS: the bar the forwarder is judged against. */
+function higherCeiling(m: MatrixResult, qos: number): number | undefined {
+  const rates = [mqttCeilingFor(m, qos, 'raw'), mqttCeilingFor(m, qos, 'mqttjs')].filter(
+    (r): r is number => r !== undefined && Number.isFinite(r),
+  );
+  return rates.length > 0 ? Math.max(...rates) : undefined;
+}
+
 /** Messages per socket read, from the raw subscriber's counters; '–' for the mqtt.js one. */
 function perRead(info: SinkInfo): string {
   const { reads, messages } = info;
@@ -342,12 +350,12 @@ export function renderBenchmarksDoc(
   const verdict = (ok: boolean | undefined) =>
     ok === undefined ? 'not measured' : ok ? 'met' : '**missed**';
   const q1Rate = q1?.throughput?.endToEndMsgS;
-  // Judged against the raw subscriber's ceiling, the higher one; the mqtt.js ratio is shown too.
-  const q1Ceil = mqttCeilingFor(m, 1, 'raw');
+  // Judged against the higher of the two MQTT-only runs (the harsher test); both ratios shown.
+  const q1Ceil = higherCeiling(m, 1);
   const q0Rate = q0?.throughput?.endToEndMsgS;
-  const q0Ceil = mqttCeilingFor(m, 0, 'raw');
+  const q0Ceil = higherCeiling(m, 0);
   const bothRatios = (rate: number | undefined, qos: number) =>
-    `${ratio(rate, mqttCeilingFor(m, qos, 'raw'))} raw sub (${ratio(rate, mqttCeilingFor(m, qos, 'mqttjs'))} mqtt.js sub)`;
+    `${ratio(rate, mqttCeilingFor(m, qos, 'raw'))} raw sub, ${ratio(rate, mqttCeilingFor(m, qos, 'mqttjs'))} mqtt.js sub`;
   const rss = m.cells.map((c) => c.result?.forwarder?.rssMaxMb ?? NaN).filter(Number.isFinite);
   out.push(
     ...table(
@@ -359,12 +367,12 @@ export function renderBenchmarksDoc(
           verdict(q1 ? (q1Rate ?? 0) >= 40_000 && q1.counts.lost === 0 : undefined),
         ],
         [
-          'QoS 1 ≥ 0.8 × MQTT-only ceiling (raw subscriber)',
+          'QoS 1 ≥ 0.8 × MQTT-only ceiling (the higher subscriber run)',
           bothRatios(q1Rate, 1),
           verdict(q1Rate && q1Ceil ? q1Rate / q1Ceil >= 0.8 : undefined),
         ],
         [
-          'QoS 0 ≥ 0.8 × MQTT-only ceiling (raw subscriber), 0 lost',
+          'QoS 0 ≥ 0.8 × MQTT-only ceiling (the higher subscriber run), 0 lost',
           q0 ? `${bothRatios(q0Rate, 0)}, ${fmtInt(q0.counts.lost)} lost` : '–',
           verdict(q0Rate && q0Ceil ? q0Rate / q0Ceil >= 0.8 && q0!.counts.lost === 0 : undefined),
         ],
@@ -388,10 +396,9 @@ export function renderBenchmarksDoc(
       ],
     ),
     '',
-    'The “× MQTT-only ceiling” targets are judged against the raw subscriber’s MQTT-only run of the',
-    'same QoS: its subscriber makes fewer syscalls per message than mqtt.js, so it is the less',
-    'likely of the two to be what limits that run. The ratio to the bare mqtt.js subscriber’s run',
-    'is shown in brackets.',
+    'The “× MQTT-only ceiling” targets are judged against the higher of the two MQTT-only runs of',
+    'the same QoS (bare mqtt.js subscriber, raw subscriber): whichever subscriber limited its own',
+    'run less sets the bar. Both ratios are shown.',
     '',
   );
 
