@@ -72,6 +72,13 @@ export class KafkaProducerRunner {
   private readonly producer: Producer;
   private readonly log: Logger;
   private readonly errorLog = new RateLimitedLog(5_000);
+  /**
+   * Apart from errorLog: when the first TLS failure surfaces from librdkafka's initial
+   * SSL_connect() it is reported as ERR__TRANSPORT, and its warning would take errorLog's slot
+   * for 5 s; librdkafka reports each identical broker error at most twice per 30 s, so the
+   * ERR__SSL that follows ~0.5 s later would only be logged after the next connect attempt.
+   */
+  private readonly authErrorLog = new RateLimitedLog(5_000);
   private connected = false;
   private stopping = false;
   private shutdownDone: Promise<void> | undefined;
@@ -117,7 +124,7 @@ export class KafkaProducerRunner {
         this.brokersUp = false;
         this.reportStatus();
       }
-      const n = this.errorLog.take();
+      const n = (auth ? this.authErrorLog : this.errorLog).take();
       if (n < 0) return;
       if (auth) {
         const hint =
