@@ -24,6 +24,11 @@ interface InFlight {
   readonly value: Buffer;
   readonly headers: KafkaHeaders | undefined;
   attempts: number;
+  /**
+   * True from produce() until its delivery report: a report for an attempt already settled is
+   * a duplicate and must not settle the record again.
+   */
+  awaiting: boolean;
   /** Attempts made alone, after the broker refused the batch this record was in as too large. */
   isolated?: number;
 }
@@ -69,7 +74,7 @@ const AUTHENTICATION_ERRORS: ReadonlySet<number> = new Set([
  * every worker's shutdown() resolved.
  */
 export class KafkaProducerRunner {
-  private readonly producer: Producer;
+  private producer: Producer;
   private readonly log: Logger;
   private readonly errorLog = new RateLimitedLog(5_000);
   /**
@@ -98,7 +103,18 @@ export class KafkaProducerRunner {
     private readonly onStatus: (ready: boolean) => void = () => undefined,
   ) {
     this.log = log;
-    this.producer = new Producer(
+    this.producer = this.createProducer();
+    this.connecting = this.connectLoop();
+  }
+
+  /**
+   * A new client for every connect attempt: node-rdkafka registers its native callbacks again on
+   * each connect() and never removes those of a failed one, so a reused client would deliver
+   * every later delivery report (and event) once more per failed attempt — settling records that
+   * Kafka never confirmed.
+   */
+  private createProducer(): Producer {
+    const producer = new Producer(
       {
         // librdkafka reports broker connection states only through its statistics; they tell
         // readiness whether Kafka is reachable while no message flows.
@@ -108,14 +124,14 @@ export class KafkaProducerRunner {
         // that rejects our TLS handshake got 20 handshakes a second. 1 s caps that at 2/s; the
         // backoff still doubles up to reconnect.backoff.max.ms (10 s) in an outage.
         'reconnect.backoff.ms': RECONNECT_BACKOFF_MS,
-        ...init.global,
+        ...this.init.global,
         dr_cb: true,
       } as ConstructorParameters<typeof Producer>[0],
-      init.topic as ConstructorParameters<typeof Producer>[1],
+      this.init.topic as ConstructorParameters<typeof Producer>[1],
     );
-    this.producer.on('event.stats', (ev: { message: string }) => this.onStats(ev.message));
-    this.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
-    this.producer.on('event.error', (err: LibrdKafkaError) => {
+    producer.on('event.stats', (ev: { message: string }) => this.onStats(ev.message));
+    producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
+    producer.on('event.error', (err: LibrdKafkaError) => {
       const code = errorCodeOf(err);
       const auth = AUTHENTICATION_ERRORS.has(code);
       if (auth) {
@@ -142,7 +158,12 @@ export class KafkaProducerRunner {
         );
       }
     });
-    this.connecting = this.connectLoop();
+    return producer;
+  }
+
+  /** Records produced whose delivery report has not arrived yet. */
+  get unconfirmed(): number {
+    return this.inFlight;
   }
 
   get isConnected(): boolean {
@@ -193,6 +214,7 @@ export class KafkaProducerRunner {
           { cause },
         );
         this.log.warn({ code: err.code, attempt }, err.message);
+        this.producer = this.createProducer();
       }
       // Interruptible: shutdown() waits for this loop, and must not wait out a backoff.
       await new Promise<void>((resolve) => {
@@ -240,7 +262,7 @@ export class KafkaProducerRunner {
       const count = forEachRecord(buffer, (index, topicIndex, key, value, headers) => {
         const topic = topics[topicIndex];
         if (topic === undefined) throw new RangeError(`no kafka topic at index ${topicIndex}`);
-        this.produce({ batch, index, topic, key, value, headers, attempts: 0 });
+        this.produce({ batch, index, topic, key, value, headers, attempts: 0, awaiting: false });
       });
       batch.remaining += count;
       if (batch.remaining === 0) resolve({ kind: 'batch', delivered: 0, failures: [] });
@@ -251,6 +273,7 @@ export class KafkaProducerRunner {
     rec.attempts++;
     try {
       this.producer.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec, rec.headers);
+      rec.awaiting = true;
       this.inFlight++;
     } catch (err) {
       // Shutting down ("Producer not connected"): leave it unconfirmed, never acknowledged.
@@ -281,6 +304,12 @@ export class KafkaProducerRunner {
 
   private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
     const rec = report.opaque as InFlight;
+    if (!rec.awaiting) {
+      const n = this.errorLog.take();
+      if (n >= 0) this.log.warn({ suppressed: n }, 'duplicate kafka delivery report ignored');
+      return;
+    }
+    rec.awaiting = false;
     this.inFlight--;
     if (rec === this.isolating) {
       this.isolating = undefined;
