@@ -218,7 +218,7 @@ export function renderBenchmarksDoc(
     '90th percentile arrival. `CPU %`: forwarder process, 100 = one core. `× mqtt.js sub` and',
     '`× raw sub`: against the MQTT-only run of the same QoS with the bare mqtt.js subscriber (one',
     'PUBACK write per message) and with the raw subscriber (one ack write per socket read); the',
-    'targets use the raw one. `× Kafka ceiling`: against the Kafka-only run with',
+    'targets use the higher of the two. `× Kafka ceiling`: against the Kafka-only run with',
     'the same number of producer threads (`workers` default = 1; 0 = main thread).',
     '',
   );
