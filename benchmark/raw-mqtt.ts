@@ -403,6 +403,18 @@ const PROPERTY_KINDS: Readonly<Record<number, 'u8' | 'u16' | 'u32' | 'varint' | 
   0x2a: 'u8',
 };
 
+/** What a DISCONNECT from the broker says: its reason code and, in MQTT 5, reason string. */
+export function describeDisconnect(
+  b: Buffer,
+  start: number,
+  end: number,
+  version: ProtocolVersion,
+): string {
+  const code = end > start ? b[start]! : 0;
+  const reason = version === 5 ? readProperties(b, start + 1, end).reasonString : undefined;
+  return `the broker sent DISCONNECT: reason ${reasonName(code, 5)}${reason ? ` (${reason})` : ''}`;
+}
+
 /** Reads a property list (length first) at `pos`; absent (pos === end) means none. */
 export function readProperties(b: Buffer, pos: number, end: number): Properties {
   const props: Properties = {};
@@ -866,11 +878,7 @@ export class RawMqttPublisher {
         this.pingSentAt = undefined;
         return;
       case DISCONNECT: {
-        const code = end > start ? b[start]! : 0;
-        const reason = version === 5 ? readProperties(b, start + 1, end).reasonString : undefined;
-        return this.fail(
-          `the broker sent DISCONNECT: reason ${reasonName(code, 5)}${reason ? ` (${reason})` : ''}`,
-        );
+        return this.fail(describeDisconnect(b, start, end, version));
       }
       default:
         return this.fail(`unexpected packet type ${type} from the broker`);

@@ -25,11 +25,11 @@ import {
   decodeConnack,
   decodePublish,
   decodeSuback,
+  describeDisconnect,
   encodeConnect,
   encodeSubscribe,
   publishView,
   reasonName,
-  readProperties,
   writePuback,
   writePubcomp,
   writePubrec,
@@ -291,11 +291,7 @@ export class RawSubscriberSink implements Sink {
         this.pingSentAt = undefined;
         return;
       case DISCONNECT: {
-        const code = end > start ? b[start]! : 0;
-        const reason = v === 5 ? readProperties(b, start + 1, end).reasonString : undefined;
-        return this.fail(
-          `the broker sent DISCONNECT: reason ${reasonName(code, 5)}${reason ? ` (${reason})` : ''}`,
-        );
+        return this.fail(describeDisconnect(b, start, end, v));
       }
       default:
         return this.fail(`unexpected packet type ${type} from the broker`);

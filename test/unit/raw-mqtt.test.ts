@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
@@ -18,22 +16,7 @@ import {
   writePubrel,
 } from '../../benchmark/raw-mqtt';
 import type { ProtocolVersion, QoS } from '../../benchmark/raw-mqtt';
-
-/** Decodes with mqtt-packet (mqtt.js's own codec): an independent check of our bytes. */
-function decodeAll(bytes: Buffer, protocolVersion: ProtocolVersion): Packet[] {
-  const parser = mqttPacket.parser({ protocolVersion });
-  const out: Packet[] = [];
-  let failure: Error | undefined;
-  parser.on('packet', (p) => out.push(p));
-  parser.on('error', (e) => (failure = e));
-  parser.parse(bytes);
-  if (failure) throw failure;
-  return out;
-}
-
-function generate(packet: Packet, protocolVersion: ProtocolVersion): Buffer {
-  return mqttPacket.generate(packet, { protocolVersion });
-}
+import { decodeAll, generate, listenLocal } from '../helpers/mqtt-codec';
 
 function publish(topic: string, qos: QoS, v: ProtocolVersion, id: number, payload: Buffer) {
   const t = encodeTopic(topic);
@@ -225,9 +208,7 @@ async function scriptedBroker(
   respond: (p: Packet) => Packet[],
 ): Promise<{ port: number; received: Packet[]; close: () => void }> {
   const received: Packet[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
+  const { port, close } = await listenLocal((socket) => {
     const parser = mqttPacket.parser({ protocolVersion: v });
     parser.on('packet', (p) => {
       received.push(p);
@@ -235,17 +216,8 @@ async function scriptedBroker(
       if (out.length) socket.write(Buffer.concat(out.map((o) => generate(o, v))));
     });
     socket.on('data', (c) => parser.parse(c));
-    socket.on('error', () => {});
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    received,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
+  return { port, received, close };
 }
 
 function connectTo(port: number, v: ProtocolVersion, qos: QoS, window = 10, keepaliveS = 60) {

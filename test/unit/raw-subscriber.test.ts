@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
@@ -18,22 +16,7 @@ import {
 } from '../../benchmark/raw-mqtt';
 import type { ProtocolVersion, QoS } from '../../benchmark/raw-mqtt';
 import { RawSubscriberSink } from '../../native-bench/raw-subscriber';
-
-/** mqtt-packet (mqtt.js's own codec) is the independent check of our bytes, both ways. */
-function decodeAll(bytes: Buffer, protocolVersion: ProtocolVersion): Packet[] {
-  const parser = mqttPacket.parser({ protocolVersion });
-  const out: Packet[] = [];
-  let failure: Error | undefined;
-  parser.on('packet', (p) => out.push(p));
-  parser.on('error', (e) => (failure = e));
-  parser.parse(bytes);
-  if (failure) throw failure;
-  return out;
-}
-
-function generate(packet: Packet, protocolVersion: ProtocolVersion): Buffer {
-  return mqttPacket.generate(packet, { protocolVersion });
-}
+import { decodeAll, generate, listenLocal } from '../helpers/mqtt-codec';
 
 interface Seen {
   topic: string;
@@ -212,9 +195,7 @@ async function broker(
   answer: (p: Packet) => Packet[] = () => [],
 ) {
   const received: { packet: Packet; read: number }[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
+  const { port, close } = await listenLocal((socket) => {
     const parser = mqttPacket.parser({ protocolVersion: v });
     let read = 0;
     parser.on('packet', (p) => {
@@ -235,17 +216,8 @@ async function broker(
       read++;
       parser.parse(c);
     });
-    socket.on('error', () => {});
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    received,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
+  return { port, received, close };
 }
 
 async function until(cond: () => boolean, what: string): Promise<void> {
