@@ -15,6 +15,7 @@ import path from 'node:path';
 import { after, before } from 'node:test';
 import { REPO_ROOT } from './env';
 import type { ForwarderProcess } from './forwarder';
+import { connectClient } from './mqtt';
 
 export interface Pem {
   readonly cert: string;
@@ -175,6 +176,25 @@ export async function httpGet(
     signal: AbortSignal.timeout(5_000),
   });
   return { status: res.status, body: await res.text() };
+}
+
+/**
+ * Publishes `n` QoS 1 messages (`msg-0` … on `<base>/m`) anonymously on the plain MQTT listener
+ * and returns what the forwarder wrote to the Kafka topic `base` (at least `n` values, or what
+ * arrived before the timeout).
+ */
+export async function publishAndRead(
+  stack: SecureStack,
+  base: string,
+  n: number,
+): Promise<string[]> {
+  const client = await connectClient({ host: stack.mqtt.host, port: stack.mqtt.ports.plain });
+  try {
+    for (let i = 0; i < n; i++) await client.publishAsync(`${base}/m`, `msg-${i}`, { qos: 1 });
+  } finally {
+    await client.endAsync();
+  }
+  return readValues(stack, base, n);
 }
 
 /**

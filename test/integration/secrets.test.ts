@@ -18,8 +18,7 @@ import { describe, test } from 'node:test';
 import { uniqueName } from '../helpers/env';
 import type { ForwarderProcess } from '../helpers/forwarder';
 import { forwarderPool } from '../helpers/forwarder';
-import { connectClient } from '../helpers/mqtt';
-import { httpGet, readValues, runCli, useSecureStack } from '../helpers/secure-stack';
+import { httpGet, publishAndRead, runCli, useSecureStack } from '../helpers/secure-stack';
 import type { SecureStack } from '../helpers/secure-stack';
 
 const stack = useSecureStack();
@@ -65,14 +64,8 @@ function configText(base: string, mqtt: string, kafka: string): string {
   ].join('\n');
 }
 
-async function publishAndRead(s: SecureStack, base: string, n = 3): Promise<void> {
-  const client = await connectClient({ host: s.mqtt.host, port: s.mqtt.ports.plain });
-  try {
-    for (let i = 0; i < n; i++) await client.publishAsync(`${base}/m`, `msg-${i}`, { qos: 1 });
-  } finally {
-    await client.endAsync();
-  }
-  const values = await readValues(s, base, n);
+async function assertForwarded(s: SecureStack, base: string, n = 3): Promise<void> {
+  const values = await publishAndRead(s, base, n);
   assert.equal(values.length, n, `forwarded: ${JSON.stringify(values)}`);
 }
 
@@ -159,7 +152,7 @@ describe('${VAR} substitution is injection-safe', () => {
     );
     const fwd = start(file, { MKF_TEST_TRICKY: s.mqtt.trickyPassword });
     await fwd.ready(1, 1);
-    await publishAndRead(s, base);
+    await assertForwarded(s, base);
     await stop(fwd);
     assertAbsent(logsOf(fwd), { 'the tricky password': s.mqtt.trickyPassword });
   });
@@ -209,7 +202,7 @@ describe('file-based secrets', () => {
 
     const fwd = start(file);
     await fwd.ready(1, 1);
-    await publishAndRead(s, base);
+    await assertForwarded(s, base);
     await stop(fwd);
   });
 
@@ -337,7 +330,7 @@ describe('secrets never appear in logs (trace), metrics, probes or errors', () =
     );
     const fwd = start(file, { LOG_LEVEL: 'trace', MKF_TEST_SASL: s.kafka.plainPassword });
     await fwd.ready(1, 1);
-    await publishAndRead(s, base);
+    await assertForwarded(s, base);
     // The periodic debug line (every 5 s): proves the low levels are on, so the search below
     // covers what an operator debugging the forwarder would see.
     await fwd.waitForLog((l) => l.msg === 'stats' && l.level === 20, 10_000, 'debug stats line');

@@ -15,11 +15,10 @@ import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
 import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
 import type { LogLine, ForwarderProcess } from '../helpers/forwarder';
-import { connectClient } from '../helpers/mqtt';
 import {
   CountingProxy,
   httpGet,
-  readValues,
+  publishAndRead,
   runCli,
   useSecureStack,
 } from '../helpers/secure-stack';
@@ -61,13 +60,7 @@ function config(s: SecureStack, base: string, mqtt: object): Record<string, unkn
 
 /** Publishes `n` QoS 1 messages anonymously on the plain listener and checks they arrive. */
 async function assertForwards(s: SecureStack, base: string, n = 5): Promise<void> {
-  const client = await connectClient({ host: s.mqtt.host, port: s.mqtt.ports.plain });
-  try {
-    for (let i = 0; i < n; i++) await client.publishAsync(`${base}/m`, `msg-${i}`, { qos: 1 });
-  } finally {
-    await client.endAsync();
-  }
-  const values = await readValues(s, base, n);
+  const values = await publishAndRead(s, base, n);
   assert.deepEqual(
     [...values].sort(),
     Array.from({ length: n }, (_, i) => `msg-${i}`),
