@@ -50,6 +50,11 @@ const RECONNECT_BACKOFF_MS = 1_000;
 const CONNECT_POLL_MS = 100;
 /** Attempts alone before a record the broker calls too large is reported as such. */
 const ISOLATED_ATTEMPTS = 3;
+/**
+ * After a successful flush every delivery report is queued in the binding, which hands them to
+ * JS 100 per event-loop turn: a few turns, bounded in case a record was re-produced meanwhile.
+ */
+const REPORTS_AFTER_FLUSH_MS = 1_000;
 
 /**
  * Client errors meaning the broker does not accept who we are (SASL credentials, mechanism) or
@@ -86,6 +91,8 @@ export class KafkaProducerRunner {
   private readonly authErrorLog = new RateLimitedLog(5_000);
   private connected = false;
   private stopping = false;
+  /** Set once disconnect() was called: the native client may be gone, so no call may reach it. */
+  private closing = false;
   private shutdownDone: Promise<void> | undefined;
   /** The connect loop; settles once connected or once stopping was requested. */
   private readonly connecting: Promise<void>;
@@ -270,6 +277,8 @@ export class KafkaProducerRunner {
   }
 
   private produce(rec: InFlight): void {
+    // A retry timer firing during disconnect: left unconfirmed, never acknowledged.
+    if (this.closing) return;
     rec.attempts++;
     try {
       this.producer.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec, rec.headers);
@@ -371,6 +380,14 @@ export class KafkaProducerRunner {
     }
   }
 
+  /** Resolves once every produced record has its delivery report, or after `boundMs`. */
+  private async reportsSettled(boundMs: number): Promise<void> {
+    const until = performance.now() + boundMs;
+    while (this.inFlight > 0 && performance.now() < until) {
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
   /**
    * Flushes (bounded) and disconnects. Safe to call more than once; resolves only when no
    * native call of this producer is pending, so the thread may end afterwards.
@@ -388,9 +405,27 @@ export class KafkaProducerRunner {
       // A pending connect attempt is a native call too: wait for it to settle first.
       await this.connecting;
       if (!this.connected) return;
+      // The binding hands queued delivery reports to JS 100 per event-loop turn, and the end
+      // of disconnect() closes that channel: reports still queued then are lost (measured:
+      // 100 of 200). So flush first and wait for the reports of everything flushed.
+      const flushed = await new Promise<boolean>((resolve) => {
+        try {
+          this.producer.flush(flushTimeoutMs, (err) => resolve(!err));
+        } catch {
+          resolve(false);
+        }
+      });
+      if (flushed) await this.reportsSettled(REPORTS_AFTER_FLUSH_MS);
+      // The binding's poll() reaches the native client without its lock, and disconnect()
+      // deletes that client on a libuv thread: a poll from the interval in between crashed the
+      // process (SIGSEGV in rd_kafka_q_serve, SIGABRT on a pure virtual call) or hung it
+      // (DESIGN.md, "Producer teardown"). So polling stops first, and from here no native call
+      // is made until disconnect() called back.
+      this.producer.setPollInterval(0);
+      this.closing = true;
       await new Promise<void>((resolve) => {
         try {
-          this.producer.disconnect(flushTimeoutMs, () => resolve());
+          this.producer.disconnect(0, () => resolve());
         } catch (err) {
           // "Producer not connected": the connection dropped under us; nothing is pending.
           this.log.debug({ err: errorText(err) }, 'kafka producer disconnect skipped');
