@@ -55,8 +55,15 @@ interface Lane {
 /** How often a record held by the `stop` policy is offered to Kafka again. */
 export const STOP_RETRY_MS = 30_000;
 const TASK_RETRY_MS = 1_000;
-/** Failure code for the forwarder's own payload limit: librdkafka's "message size too large". */
-const OVERSIZED = 10;
+
+/**
+ * Why a record was not delivered. Kafka's refusals carry librdkafka's code and are retried under
+ * `stop` (the topic's config or ACLs may change); the forwarder's own payload limit has no Kafka
+ * code and is never retried (the payload will not shrink).
+ */
+type Refusal =
+  | { readonly origin: 'kafka'; readonly code: number; readonly message: string }
+  | { readonly origin: 'payload_limit'; readonly message: string };
 
 /**
  * Groups records into batches per lane and hands them to the lane's producer, never one task
@@ -133,7 +140,7 @@ export class Dispatcher {
   ): void {
     const policy = this.policies[mapping]!;
     const r: PendingRecord = { entry, mapping, topicIndex: 0, key, value: payload, payload };
-    this.refused(this.lanes[lane]!, r, { index: 0, code: OVERSIZED, message: reason }, policy);
+    this.refused(this.lanes[lane]!, r, { origin: 'payload_limit', message: reason }, policy);
   }
 
   /** Seals every open batch now (shutdown: nothing may wait for a linger timer). */
@@ -228,7 +235,7 @@ export class Dispatcher {
         const failures = new Map<number, RecordFailure>(result.failures.map((f) => [f.index, f]));
         batch.forEach((r, i) => {
           const f = failures.get(i);
-          if (f) this.refused(l, r, f);
+          if (f) this.refused(l, r, { origin: 'kafka', code: f.code, message: f.message });
           else this.confirm(r, now);
         });
       }
@@ -254,25 +261,28 @@ export class Dispatcher {
     this.window.confirm(r.entry);
   }
 
-  /** Kafka refused `r` for a reason retrying will not fix: apply the mapping's policy. */
-  private refused(
-    l: Lane,
-    r: PendingRecord,
-    f: RecordFailure,
-    policy = this.policies[r.mapping]!,
-  ): void {
+  /**
+   * Kafka refused `r` for a reason retrying will not fix, or it is over the forwarder's own
+   * payload limit: apply the mapping's policy.
+   */
+  private refused(l: Lane, r: PendingRecord, f: Refusal, policy = this.policies[r.mapping]!): void {
     this.failed[r.mapping]!.inc();
     // A dead-letter topic that refuses too leaves nothing safe to do but stop.
     const action = r.deadLetter ? 'stop' : policy.onError;
+    const what =
+      f.origin === 'kafka'
+        ? `kafka refused a ${r.deadLetter ? 'dead-letter ' : ''}record`
+        : 'message not sent';
     const err = new KafkaDeliveryError(
-      `mapping ${policy.name}: kafka refused a ${r.deadLetter ? 'dead-letter ' : ''}record (${f.message}); on_error: ${action}`,
+      `mapping ${policy.name}: ${what} (${f.message}); on_error: ${action}`,
     );
     const n = this.failureLog.take();
     if (n >= 0) {
       this.log.error(
         {
           code: err.code,
-          kafkaError: kafkaErrorName(f.code),
+          origin: f.origin,
+          ...(f.origin === 'kafka' ? { kafkaError: kafkaErrorName(f.code) } : {}),
           mapping: policy.name,
           action,
           suppressed: n,
@@ -295,9 +305,10 @@ export class Dispatcher {
           r.halted = true;
           if (++this.halted === 1) this.onHalt(true, err.message);
         }
-        // Oversized by our own limit: retrying cannot help; it stays held until a restart with
-        // another limit or policy.
-        if (f.code === OVERSIZED) return;
+        // Over our own payload limit: retrying cannot help; it stays held until a restart with
+        // another limit or policy. Whatever Kafka refused is offered again: its limit, ACLs or
+        // topics may change while we wait.
+        if (f.origin === 'payload_limit') return;
         this.later(STOP_RETRY_MS, () => {
           l.sealed.push([r]);
           this.pump(l);
@@ -321,11 +332,7 @@ export class Dispatcher {
 }
 
 /** The original message, as received, for the dead-letter topic; headers say where it failed. */
-function deadLetterRecord(
-  r: PendingRecord,
-  policy: MappingPolicy,
-  f: RecordFailure,
-): PendingRecord {
+function deadLetterRecord(r: PendingRecord, policy: MappingPolicy, f: Refusal): PendingRecord {
   const headers: RecordHeader[] = [
     { key: 'mqtt_topic', value: r.key },
     { key: 'mqtt_qos', value: Buffer.from(String(r.entry.qos)) },

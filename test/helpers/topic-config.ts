@@ -1,0 +1,67 @@
+/**
+ * Changes a topic's broker config while a test runs (e.g. raising max.message.bytes), with
+ * Kafka's own ConfigCommand from the broker's jars, like createTopic in kafka.ts. Not
+ * node-rdkafka's AdminClient (see createTopic for why).
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { KAFKA_BROKERS } from './env';
+
+function kafkaLibs(): string {
+  const cache =
+    process.env['MKF_CACHE_DIR'] ?? path.join(os.homedir(), '.cache', 'mqtt-kafka-forwarder');
+  const kafkaDir = readdirSync(cache).find((d) => d.startsWith('kafka-'));
+  if (!kafkaDir) throw new Error(`no Kafka jars in ${cache}; run scripts/setup`);
+  return path.join(cache, kafkaDir, 'libs');
+}
+
+/** Runs ConfigCommand with `args` for one topic; resolves with its output (bounded: 60 s). */
+function configCommand(topic: string, args: readonly string[]): Promise<string> {
+  const argv = [
+    '-cp',
+    `${kafkaLibs()}/*`,
+    'kafka.admin.ConfigCommand',
+    '--bootstrap-server',
+    KAFKA_BROKERS,
+    '--entity-type',
+    'topics',
+    '--entity-name',
+    topic,
+    ...args,
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn('java', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`ConfigCommand ${args.join(' ')} (${topic}) exited ${code}: ${out}`));
+    });
+  });
+}
+
+/** Sets topic-level configs (`--alter --add-config`), e.g. `{ 'max.message.bytes': '1000000' }`. */
+export async function alterTopicConfig(
+  topic: string,
+  config: Record<string, string>,
+): Promise<void> {
+  const settings = Object.entries(config)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  await configCommand(topic, ['--alter', '--add-config', settings]);
+}
+
+/** The topic's dynamic (explicitly set) config, as ConfigCommand `--describe` lists it. */
+export async function describeTopicConfig(topic: string): Promise<Record<string, string>> {
+  const out = await configCommand(topic, ['--describe']);
+  const config: Record<string, string> = {};
+  // "Dynamic configs for topic t are:\n  max.message.bytes=2000 sensitive=false synonyms={...}"
+  for (const m of out.matchAll(/^\s+([a-z0-9.]+)=(\S*) sensitive=/gm)) config[m[1]!] = m[2]!;
+  return config;
+}

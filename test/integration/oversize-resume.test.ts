@@ -1,0 +1,222 @@
+/**
+ * issue 11 §3: a record Kafka itself refuses as too large (MSG_SIZE_TOO_LARGE, librdkafka code
+ * 10) under `on_error: stop` is offered again every STOP_RETRY_MS, so the forwarder resumes by
+ * itself once the topic's max.message.bytes is raised. Only the forwarder's own payload limit
+ * (mqtt.max_payload_bytes) is never retried. The refusal used to be marked with the same number
+ * 10 as the payload limit, and a Kafka refusal was held until a restart.
+ *
+ * The first test runs a real forwarder against the real brokers; the second checks the same rule
+ * on the Dispatcher alone (a stub lane, mocked timers), for both origins.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Dispatcher, STOP_RETRY_MS } from '../../src/dispatch/dispatcher';
+import type { ProducerLanes } from '../../src/dispatch/lanes';
+import { InflightWindow } from '../../src/dispatch/window';
+import { createLogger } from '../../src/observability/logger';
+import { Metrics } from '../../src/observability/metrics';
+import type { BatchResult } from '../../src/types';
+import { forEachRecord } from '../../src/worker/codec';
+import { uniqueName } from '../helpers/env';
+import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
+import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
+import { TOPIC_MARKER, createTopic, readUntil } from '../helpers/kafka';
+import { publishMany } from '../helpers/mqtt';
+import { alterTopicConfig, describeTopicConfig } from '../helpers/topic-config';
+
+const BIG = 'B'.repeat(5000);
+/** Time allowed past the retry period: the retried produce, the ack release, MQTT resuming. */
+const MARGIN_MS = 15_000;
+
+const pool = forwarderPool();
+
+async function httpGet(fwd: ForwarderProcess, route: string): Promise<Response> {
+  const l = await fwd.waitForLog((x) => x.msg === 'http server listening');
+  return fetch(`http://127.0.0.1:${String(l['port'])}${route}`);
+}
+
+async function until(what: string, cond: () => Promise<boolean>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('on_error: stop, Kafka refuses a record as too large, then its limit is raised', () => {
+  test('the forwarder resumes by itself within the retry period and loses nothing', async (t) => {
+    const name = uniqueName('oversize-resume');
+    await createTopic(name, { 'max.message.bytes': '2000' });
+    const mapping: MappingSpec & { on_error: string } = {
+      name: 'm',
+      mqtt: { topic: `${name}/#`, qos: 1 },
+      kafka: { topic: name },
+      on_error: 'stop',
+    };
+    const fwd = pool.start(writeConfig(testConfig([mapping], { shutdown_timeout_ms: 1000 })));
+    await fwd.ready(1, 1);
+
+    // The big message first, then small ones on other topics behind it.
+    await publishMany({
+      count: 4,
+      qos: 1,
+      topic: (i) => `${name}/dev${i}`,
+      payload: (i) => (i === 0 ? BIG : `small-${i}`),
+    });
+    await until(
+      'not ready with the halt reason',
+      async () => {
+        const r = await httpGet(fwd, '/readyz');
+        const body = (await r.json()) as Record<string, unknown>;
+        return r.status === 503 && typeof body['halted'] === 'string';
+      },
+      30_000,
+    );
+    const refusal = await fwd.waitForLog((l) => l['code'] === 'ERR_KAFKA_DELIVERY');
+    assert.equal(refusal['kafkaError'], 'ERR_MSG_SIZE_TOO_LARGE');
+    assert.equal(refusal['action'], 'stop');
+    const refusedAt = Date.parse(String(refusal['time']));
+    assert.ok(Number.isFinite(refusedAt), `log time ${String(refusal['time'])}`);
+
+    // Published while reading is paused: the broker holds them until the forwarder resumes.
+    await publishMany({
+      count: 2,
+      qos: 1,
+      topic: (i) => `${name}/late${i}`,
+      payload: (i) => `late-${i}`,
+    });
+
+    await alterTopicConfig(name, { 'max.message.bytes': '1000000' });
+    assert.equal((await describeTopicConfig(name))['max.message.bytes'], '1000000');
+    const raisedAt = Date.now();
+
+    // The retry timer started at the refusal: the held record goes out at the next offer.
+    const deadline = refusedAt + STOP_RETRY_MS + MARGIN_MS;
+    const resumed = await fwd.waitForLog(
+      (l) => l.msg === 'Kafka took the held message; reading MQTT again',
+      Math.max(deadline - Date.now(), 1_000),
+      'resume after the limit was raised',
+    );
+    const resumedAt = Date.parse(String(resumed['time']));
+    t.diagnostic(
+      `refused→resumed ${resumedAt - refusedAt} ms; limit raised→resumed ${resumedAt - raisedAt} ms`,
+    );
+    assert.equal(fwd.child.exitCode, null, 'resumed without a restart');
+    assert.equal(refusal['origin'], 'kafka');
+
+    const expected = [BIG, 'small-1', 'small-2', 'small-3', 'late-0', 'late-1'];
+    const got = (
+      await readUntil(name, (r) => {
+        const v = new Set(r.map((x) => x.value.toString()));
+        return expected.every((e) => v.has(e));
+      })
+    )
+      .map((r) => r.value.toString())
+      .filter((v) => v !== TOPIC_MARKER);
+    for (const e of expected) {
+      assert.ok(got.includes(e), `${e.slice(0, 12)} in Kafka: ${got.map((v) => v.slice(0, 12))}`);
+    }
+    assert.deepEqual([...new Set(got)].sort(), [...expected].sort(), 'nothing unexpected');
+
+    // Everything acknowledged to MQTT and ready again.
+    await until(
+      'window empty and ready',
+      async () => {
+        const m = await (await httpGet(fwd, '/metrics')).text();
+        return (
+          /^mkf_inflight_messages 0$/m.test(m) && (await httpGet(fwd, '/readyz')).status === 200
+        );
+      },
+      10_000,
+    );
+    await pool.stop(fwd);
+  });
+});
+
+describe('Dispatcher: which refusals the stop policy offers again', () => {
+  function setup() {
+    const results: BatchResult[] = [];
+    const sent: string[][] = [];
+    const lanes: ProducerLanes = {
+      count: 1,
+      ready: 1,
+      run(_lane, buffer) {
+        const values: string[] = [];
+        forEachRecord(buffer, (_i, _t, _k, value) => values.push(value.toString()));
+        sent.push(values);
+        return Promise.resolve(
+          results.shift() ?? { kind: 'batch', delivered: values.length, failures: [] },
+        );
+      },
+      // Never called here; Promise<never> fits whatever close() resolves with.
+      close: () => Promise.reject(new Error('not used')),
+    };
+    const released: number[] = [];
+    const window = new InflightWindow(100, 1_000_000, (r) =>
+      released.push(...r.map((e) => e.messageId)),
+    );
+    const halts: boolean[] = [];
+    const metrics = new Metrics({
+      received: () => 0,
+      inflightMessages: () => window.size,
+      inflightBytes: () => window.bytes,
+      producersReady: () => 1,
+    });
+    const dispatcher = new Dispatcher(
+      lanes,
+      window,
+      { batchSize: 1, lingerMs: 0, batchesPerLane: 1 },
+      [{ name: 'm', onError: 'stop' }],
+      createLogger('silent'),
+      metrics,
+      (halted) => halts.push(halted),
+    );
+    return { dispatcher, window, results, sent, released, halts };
+  }
+  const settle = () => new Promise((r) => setImmediate(r));
+
+  test('a record Kafka refused (code 10, too large) is offered again every retry period', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const { dispatcher, window, results, sent, released, halts } = setup();
+    const tooLarge = { index: 0, code: 10, message: 'ERR_MSG_SIZE_TOO_LARGE: too large' };
+    results.push(
+      { kind: 'batch', delivered: 0, failures: [tooLarge] },
+      { kind: 'batch', delivered: 0, failures: [tooLarge] },
+    );
+    const entry = window.admit(1, 7, 1, 4, 1);
+    const payload = Buffer.from('big!');
+    dispatcher.add(0, entry, 0, 0, Buffer.from('a/b'), payload, payload);
+    await settle();
+    assert.deepEqual(halts, [true]);
+    assert.equal(sent.length, 1);
+    t.mock.timers.tick(STOP_RETRY_MS - 1);
+    await settle();
+    assert.equal(sent.length, 1, 'not before the retry period');
+    t.mock.timers.tick(1);
+    await settle();
+    assert.equal(sent.length, 2, 'offered again after one period (refused again)');
+    assert.deepEqual(released, []);
+    t.mock.timers.tick(STOP_RETRY_MS);
+    await settle();
+    assert.deepEqual(sent, [['big!'], ['big!'], ['big!']]);
+    assert.deepEqual(halts, [true, false], 'resumed once Kafka took it');
+    assert.deepEqual(released, [7]);
+  });
+
+  test('a message over mqtt.max_payload_bytes is held and never offered to Kafka', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const { dispatcher, window, sent, released, halts } = setup();
+    const entry = window.admit(1, 8, 1, 5000, 1);
+    const payload = Buffer.from(BIG);
+    dispatcher.reject(0, entry, 0, Buffer.from('a/b'), payload, 'over the limit');
+    for (let i = 0; i < 3; i++) {
+      t.mock.timers.tick(STOP_RETRY_MS);
+      await settle();
+    }
+    assert.deepEqual(halts, [true]);
+    assert.deepEqual(sent, []);
+    assert.deepEqual(released, []);
+    dispatcher.stopRetries();
+  });
+});
