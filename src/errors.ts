@@ -64,3 +64,10 @@ export class ShutdownTimeoutError extends ForwarderError {
     super('ERR_SHUTDOWN_TIMEOUT', message);
   }
 }
+
+/** A stop reached its hard deadline and the process left without waiting for Kafka clients. */
+export class ShutdownForcedError extends ForwarderError {
+  constructor(message: string) {
+    super('ERR_SHUTDOWN_FORCED', message);
+  }
+}

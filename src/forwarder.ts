@@ -23,14 +23,25 @@ import { RateLimitedLog } from './observability/logger';
 import { Router, wrapPayload } from './routing/router';
 import type { WorkerInit } from './types';
 
-/** Producer flush bound at shutdown, after the window drained (or its timeout passed). */
-const PRODUCER_FLUSH_MS = 5_000;
+/**
+ * What a stop may take after shutdown_timeout_ms: MQTT disconnect, producer flush and
+ * disconnect share it. The CLI's hard deadline (STOP_GRACE_MS in cli/main.ts) lies beyond it.
+ */
+export const STOP_BUDGET_MS = 3_500;
+/** Producer flush bound at shutdown, within what is left of STOP_BUDGET_MS. */
+const PRODUCER_FLUSH_MS = 2_000;
 const MQTT_DISCONNECT_MS = 2_000;
 const TICK_MS = 500;
 /** /healthz fails when the event loop did not turn for this long. */
 const LOOP_STUCK_MS = 10_000;
 /** /readyz fails when the window stayed full without moving for this long. */
 const WINDOW_STALL_MS = 30_000;
+
+export interface StopOutcome {
+  /** Every received message was confirmed by Kafka and acknowledged before the timeout. */
+  readonly drained: boolean;
+  readonly producers: 'closed' | 'abandoned';
+}
 
 export interface ForwarderStats {
   received: number;
@@ -46,7 +57,7 @@ export class Forwarder {
   private readonly dispatcher: Dispatcher;
   private readonly source: MqttSource;
   private readonly unmatchedLog = new RateLimitedLog(10_000);
-  private stopped: Promise<boolean> | undefined;
+  private stopped: Promise<StopOutcome> | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private lastTick = performance.now();
@@ -276,15 +287,20 @@ export class Forwarder {
   /**
    * Drain order: stop reading MQTT → send open batches → wait (bounded) until Kafka confirmed
    * everything received and its acks went out → disconnect MQTT → flush and disconnect every
-   * producer → end the worker threads. Returns true if the window drained in time.
+   * producer → end the worker threads. `drained`: the window emptied in time; `producers`:
+   * 'abandoned' when a producer's connect attempt is still pending, so threads were left
+   * running and the process must leave by hardExit.
    */
-  stop(): Promise<boolean> {
+  stop(): Promise<StopOutcome> {
     this.stopped ??= this.drain();
     return this.stopped;
   }
 
-  private async drain(): Promise<boolean> {
+  private async drain(): Promise<StopOutcome> {
     const timeoutMs = this.cfg.shutdown_timeout_ms;
+    const budgetEnd = performance.now() + timeoutMs + STOP_BUDGET_MS;
+    const left = (cap: number): number =>
+      Math.max(0, Math.min(cap, Math.round(budgetEnd - performance.now())));
     this.log.info({ inFlight: this.window.size, timeoutMs }, 'forwarder stopping');
     clearInterval(this.statsTimer);
     this.window.close();
@@ -304,13 +320,15 @@ export class Forwarder {
       );
       this.log.warn({ code: err.code, unacknowledged: this.window.size }, err.message);
     }
-    await this.source.stop(MQTT_DISCONNECT_MS);
-    await this.lanes.close(PRODUCER_FLUSH_MS);
+    await this.source.stop(left(MQTT_DISCONNECT_MS));
+    const producers = await this.lanes.close(left(PRODUCER_FLUSH_MS));
     clearInterval(this.tickTimer);
-    await new Promise<void>((resolve) =>
-      this.http ? this.http.close(() => resolve()) : resolve(),
-    );
-    this.log.info({ ...this.stats }, 'forwarder stopped');
-    return drained;
+    if (this.http) {
+      // A scrape still open must not hold the stop.
+      this.http.closeAllConnections();
+      await new Promise<void>((resolve) => this.http!.close(() => resolve()));
+    }
+    this.log.info({ ...this.stats, producers }, 'forwarder stopped');
+    return { drained, producers };
   }
 }

@@ -27,7 +27,7 @@ export interface BatchTask {
   readonly buffer: ArrayBuffer;
 }
 
-/** Ends the producer of whichever worker runs it (see dispatch/pool.ts for how all are reached). */
+/** Ends the producer of the worker it is pinned to (see dispatch/lanes.ts, WorkerLanes.close). */
 export interface ShutdownTask {
   readonly kind: 'shutdown';
   readonly flushTimeoutMs: number;
@@ -57,8 +57,11 @@ export interface RecordFailure {
 export interface ShutdownResult {
   readonly kind: 'shutdown';
   readonly threadId: number;
-  /** False when this thread's producer had already been shut down by an earlier task. */
-  readonly first: boolean;
+  /**
+   * 'abandoned': a connect attempt of this thread's producer is still pending, a native call
+   * the thread must never be ended under (see KafkaProducerRunner.shutdown).
+   */
+  readonly outcome: 'closed' | 'abandoned';
 }
 
 export type WorkerResult = BatchResult | ShutdownResult;

@@ -5,8 +5,9 @@ import { loadConfig, resolveConfigPath } from '../config/load';
 import type { Config } from '../config/schema';
 import { renderConfigJsonSchema } from '../config/docs';
 import { redactConfig } from '../config/kafka';
-import { ForwarderError } from '../errors';
-import { Forwarder } from '../forwarder';
+import { ForwarderError, ShutdownForcedError } from '../errors';
+import { Forwarder, STOP_BUDGET_MS } from '../forwarder';
+import { hardExit } from './hard-exit';
 import { createLogger } from '../observability/logger';
 
 const pkg = JSON.parse(
@@ -15,8 +16,18 @@ const pkg = JSON.parse(
   version: string;
 };
 
-/** Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration. */
+/**
+ * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration, 3 stop forced at the hard
+ * deadline (the Kafka producers had not closed; see STOP_GRACE_MS).
+ */
 const EXIT_CONFIG = 2;
+const EXIT_FORCED = 3;
+/**
+ * A stop ends within shutdown_timeout_ms + this, whatever the Kafka binding does: the forwarder
+ * spends at most STOP_BUDGET_MS past the drain; this adds one second for a loaded machine and
+ * stays half a second inside the documented bound of shutdown_timeout_ms + 5 s.
+ */
+const STOP_GRACE_MS = STOP_BUDGET_MS + 1_000;
 
 function readConfig(flag: string | undefined): Config {
   const file = resolveConfigPath(flag);
@@ -46,17 +57,34 @@ async function run(opts: { config?: string }): Promise<void> {
       return;
     }
     log.info({ signal }, 'signal received');
+    // The MQTT side ends within the budget by its own timers; what can outlast it is a native
+    // call of a Kafka client, which no JS code can cancel. Every ack that was going to be
+    // written has been by then, and unacknowledged messages are redelivered by the broker.
+    const deadline = cfg.shutdown_timeout_ms + STOP_GRACE_MS;
+    setTimeout(() => {
+      const err = new ShutdownForcedError(
+        `stop did not complete within ${deadline} ms (shutdown_timeout_ms + ${STOP_GRACE_MS} ms): Kafka producers still closing; exiting without waiting for them. Every acknowledged message was confirmed by Kafka; unacknowledged ones are redelivered by the broker`,
+      );
+      log.error({ code: err.code, exitCode: EXIT_FORCED }, err.message);
+      log.flush();
+      hardExit(EXIT_FORCED);
+    }, deadline).unref();
     forwarder.stop().then(
-      (drained) => {
-        log.flush();
-        process.exitCode = 0;
+      ({ drained, producers }) => {
         if (!drained) log.warn('stopped before every message was confirmed');
+        log.flush();
+        // A pending connect attempt holds no record of ours, and its thread must not be ended
+        // under it (process.exit would): leave without teardown.
+        if (producers === 'abandoned') hardExit(0);
+        process.exitCode = 0;
         // Everything is closed; nothing should keep the loop alive, but never hang on exit.
-        setTimeout(() => process.exit(0), 1_000).unref();
+        setTimeout(() => hardExit(0), 1_000).unref();
       },
       (err: unknown) => {
         log.fatal({ err }, 'shutdown failed');
-        process.exit(1);
+        log.flush();
+        // Where it failed is unknown, so a producer call may be pending: no teardown.
+        hardExit(1);
       },
     );
   };

@@ -23,8 +23,12 @@ export interface ProducerLanes {
   /** Producers that are connected with a reachable broker right now. */
   readonly ready: number;
   run(lane: number, buffer: ArrayBuffer): Promise<BatchResult>;
-  /** Flushes and disconnects every producer; resolves when no native call is pending anywhere. */
-  close(flushTimeoutMs: number): Promise<void>;
+  /**
+   * Flushes and disconnects every producer. Resolves 'closed' when no native call is pending
+   * anywhere, 'abandoned' when a producer's connect attempt is still pending: then no thread was
+   * ended and the process must leave by hardExit (DESIGN.md, "Stopping").
+   */
+  close(flushTimeoutMs: number): Promise<'closed' | 'abandoned'>;
 }
 
 const LANE = Piscina.queueOptionsSymbol;
@@ -102,7 +106,7 @@ export class WorkerLanes implements ProducerLanes {
     return this.pool.run(task, { transferList: [buffer] }) as Promise<BatchResult>;
   }
 
-  async close(flushTimeoutMs: number): Promise<void> {
+  async close(flushTimeoutMs: number): Promise<'closed' | 'abandoned'> {
     // One shutdown task per lane, each pinned to its worker, so every producer is disconnected
     // before any thread is destroyed.
     const results = await Promise.allSettled(
@@ -115,12 +119,23 @@ export class WorkerLanes implements ProducerLanes {
         return this.pool.run(task) as Promise<ShutdownResult>;
       }),
     );
+    let abandoned = 0;
     for (const r of results) {
       if (r.status === 'rejected') this.log.error({ err: r.reason }, 'worker shutdown task failed');
+      else if (r.value.outcome === 'abandoned') abandoned++;
     }
     this.status.close();
+    if (abandoned > 0 || results.some((r) => r.status === 'rejected')) {
+      // Destroying the pool would end a thread under a pending native call: a crash.
+      this.log.info(
+        { workers: this.count, abandoned },
+        'worker pool left running: a Kafka connect attempt is pending',
+      );
+      return 'abandoned';
+    }
     await this.pool.destroy();
     this.log.info({ workers: this.count }, 'worker pool stopped');
+    return 'closed';
   }
 }
 
@@ -144,7 +159,7 @@ export class InlineLanes implements ProducerLanes {
     return this.runner.handleBatch(buffer);
   }
 
-  async close(flushTimeoutMs: number): Promise<void> {
-    await this.runner.shutdown(flushTimeoutMs);
+  close(flushTimeoutMs: number): Promise<'closed' | 'abandoned'> {
+    return this.runner.shutdown(flushTimeoutMs);
   }
 }

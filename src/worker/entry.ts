@@ -22,9 +22,9 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     case 'batch':
       return runner.handleBatch(task.buffer);
     case 'shutdown': {
-      const first = await runner.shutdown(task.flushTimeoutMs);
+      const outcome = await runner.shutdown(task.flushTimeoutMs);
       status.close();
-      return { kind: 'shutdown', threadId, first };
+      return { kind: 'shutdown', threadId, outcome };
     }
   }
 }

@@ -93,7 +93,7 @@ export class KafkaProducerRunner {
   private stopping = false;
   /** Set once disconnect() was called: the native client may be gone, so no call may reach it. */
   private closing = false;
-  private shutdownDone: Promise<void> | undefined;
+  private shutdownDone: Promise<'closed' | 'abandoned'> | undefined;
   /** The connect loop; settles once connected or once stopping was requested. */
   private readonly connecting: Promise<void>;
   private inFlight = 0;
@@ -389,54 +389,63 @@ export class KafkaProducerRunner {
   }
 
   /**
-   * Flushes (bounded) and disconnects. Safe to call more than once; resolves only when no
-   * native call of this producer is pending, so the thread may end afterwards.
-   * Returns true for the call that did the work.
+   * Flushes (bounded) and disconnects. Safe to call more than once.
+   *
+   * Resolves 'closed' once no native call of this producer is pending, so its thread may end.
+   * Resolves 'abandoned' at once when a connect attempt is still pending: it holds no record of
+   * ours (nothing was produced before it connected), and waiting for it could take the whole
+   * connect timeout. Its thread must then never be ended: the process exits by hardExit
+   * (DESIGN.md, "Stopping").
    */
-  async shutdown(flushTimeoutMs: number): Promise<boolean> {
-    if (this.shutdownDone) {
-      await this.shutdownDone;
-      return false;
-    }
+  async shutdown(flushTimeoutMs: number): Promise<'closed' | 'abandoned'> {
+    if (this.shutdownDone) return this.shutdownDone;
     this.stopping = true;
     this.wakeConnectLoop?.();
     this.reportStatus();
-    this.shutdownDone = (async () => {
-      // A pending connect attempt is a native call too: wait for it to settle first.
-      await this.connecting;
-      if (!this.connected) return;
-      // The binding hands queued delivery reports to JS 100 per event-loop turn, and the end
-      // of disconnect() closes that channel: reports still queued then are lost (measured:
-      // 100 of 200). So flush first and wait for the reports of everything flushed.
-      const flushed = await new Promise<boolean>((resolve) => {
-        try {
-          this.producer.flush(flushTimeoutMs, (err) => resolve(!err));
-        } catch {
-          resolve(false);
-        }
-      });
-      if (flushed) await this.reportsSettled(REPORTS_AFTER_FLUSH_MS);
-      // The binding's poll() reaches the native client without its lock, and disconnect()
-      // deletes that client on a libuv thread: a poll from the interval in between crashed the
-      // process (SIGSEGV in rd_kafka_q_serve, SIGABRT on a pure virtual call) or hung it
-      // (DESIGN.md, "Producer teardown"). So polling stops first, and from here no native call
-      // is made until disconnect() called back.
-      this.producer.setPollInterval(0);
-      this.closing = true;
-      await new Promise<void>((resolve) => {
-        try {
-          this.producer.disconnect(0, () => resolve());
-        } catch (err) {
-          // "Producer not connected": the connection dropped under us; nothing is pending.
-          this.log.debug({ err: errorText(err) }, 'kafka producer disconnect skipped');
-          resolve();
-        }
-      });
-      this.connected = false;
-      this.log.info({ unconfirmed: this.inFlight }, 'kafka producer disconnected');
-    })();
-    await this.shutdownDone;
-    return true;
+    this.shutdownDone = this.close(flushTimeoutMs);
+    return this.shutdownDone;
+  }
+
+  private async close(flushTimeoutMs: number): Promise<'closed' | 'abandoned'> {
+    if (!this.connected) {
+      // Between attempts (backoff wait, woken above) the loop ends without a native call.
+      const settled = await Promise.race([
+        this.connecting.then(() => true),
+        new Promise<boolean>((r) => setImmediate(() => r(false))),
+      ]);
+      if (!settled) return 'abandoned';
+      if (!this.connected) return 'closed';
+    }
+    // The binding hands queued delivery reports to JS 100 per event-loop turn, and the end
+    // of disconnect() closes that channel: reports still queued then are lost (measured:
+    // 100 of 200). So flush first and wait for the reports of everything flushed.
+    const flushed = await new Promise<boolean>((resolve) => {
+      try {
+        this.producer.flush(flushTimeoutMs, (err) => resolve(!err));
+      } catch {
+        resolve(false);
+      }
+    });
+    if (flushed) await this.reportsSettled(REPORTS_AFTER_FLUSH_MS);
+    // The binding's poll() reaches the native client without its lock, and disconnect()
+    // deletes that client on a libuv thread: a poll from the interval in between crashed the
+    // process (SIGSEGV in rd_kafka_q_serve, SIGABRT on a pure virtual call) or hung it
+    // (DESIGN.md, "Producer teardown"). So polling stops first, and from here no native call
+    // is made until disconnect() called back.
+    this.producer.setPollInterval(0);
+    this.closing = true;
+    await new Promise<void>((resolve) => {
+      try {
+        this.producer.disconnect(0, () => resolve());
+      } catch (err) {
+        // "Producer not connected": the connection dropped under us; nothing is pending.
+        this.log.debug({ err: errorText(err) }, 'kafka producer disconnect skipped');
+        resolve();
+      }
+    });
+    this.connected = false;
+    this.log.info({ unconfirmed: this.inFlight }, 'kafka producer disconnected');
+    return 'closed';
   }
 }
 

@@ -1,0 +1,8 @@
+{
+  "targets": [
+    {
+      "target_name": "hard_exit",
+      "sources": ["hard_exit.c"]
+    }
+  ]
+}

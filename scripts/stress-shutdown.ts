@@ -1,0 +1,348 @@
+/**
+ * `npm run stress:shutdown -- --cycles N`: starts the real forwarder (bin/forwarder.js) again and
+ * again, brings it to a state, sends SIGTERM and counts how it ends: exit codes and signals,
+ * hangs, stops over the bound, and at the end messages lost or duplicated across all cycles.
+ *
+ * States: idle (Kafka up, nothing in flight), inflight (QoS 1 messages in flight, Kafka up),
+ * unreachable (Kafka's address refuses connections: SIGTERM during connect attempts and
+ * backoff), frozen (Kafka SIGSTOPped with batches in flight). Modes: dispatch.workers 0
+ * (inline), 1, 2, 4. Each state's cycles are spread over the modes in turn.
+ *
+ * Loss and duplicates: inflight and frozen cycles of one state and mode share one persistent
+ * MQTT session and one Kafka topic, so a cycle's forwarder receives what the cycle before left
+ * unacknowledged. At the end one forwarder per session drains it; every message ever published
+ * must then be in Kafka.
+ *
+ * Output: one line per finished block of cycles, a summary table on stdout, and with --out a
+ * JSON file of every cycle. Frozen cycles run alone (freezing Kafka affects every client);
+ * the others run --parallel at a time.
+ */
+import { writeFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { uniqueName } from '../test/helpers/env';
+import { ForwarderProcess, testConfig, writeConfig } from '../test/helpers/forwarder';
+import { readUntil } from '../test/helpers/kafka';
+import { dropSession, publishMany } from '../test/helpers/mqtt';
+import { closedPort, freezeKafka, thawKafka, waitKafkaWritable } from '../test/helpers/stack';
+
+const STATES = ['idle', 'inflight', 'unreachable', 'frozen'] as const;
+type State = (typeof STATES)[number];
+const SHUTDOWN_TIMEOUT_MS = 1_000;
+/** The documented bound: no stop takes longer than shutdown_timeout_ms + 5 s. */
+const BOUND_MS = SHUTDOWN_TIMEOUT_MS + 5_000;
+/** Past the bound by this much the process counts as hung and is SIGKILLed. */
+const HANG_MS = BOUND_MS + 10_000;
+const START_TIMEOUT_MS = 30_000;
+const MESSAGES_PER_CYCLE = 2_000;
+
+interface Cycle {
+  readonly state: State;
+  readonly workers: number;
+  readonly index: number;
+  code: number | null;
+  signal: string | null;
+  ms: number;
+  hang: boolean;
+  /** The state really held at SIGTERM (messages in flight, no producer connected, ...). */
+  premise: boolean;
+  note: string;
+}
+
+interface Session {
+  readonly clientId: string;
+  readonly topic: string;
+  readonly state: State;
+  readonly workers: number;
+  published: number;
+  /** Payload prefix per cycle: `<cycle>:<i>`. */
+  readonly ids: string[];
+}
+
+function parseArgs(argv: readonly string[]): {
+  cycles: number;
+  states: State[];
+  modes: number[];
+  parallel: number;
+  out?: string;
+  maxMinutes: number;
+} {
+  const program = new Command()
+    .option('--cycles <n>', 'cycles per state', '1000')
+    .option('--states <list>', `comma-separated, of ${STATES.join(',')}`, STATES.join(','))
+    .option('--modes <list>', 'dispatch.workers values, 0 = inline', '0,1,2,4')
+    .option('--parallel <n>', 'forwarders at a time (not for frozen cycles)', '2')
+    .option('--max-minutes <n>', 'stop starting new cycles after this long', '600')
+    .option('--out <file>', 'JSON file with every cycle')
+    .parse([...argv]);
+  const o = program.opts<Record<string, string>>();
+  const states = o['states']!.split(',').map((s) => {
+    if (!(STATES as readonly string[]).includes(s)) throw new Error(`unknown state ${s}`);
+    return s as State;
+  });
+  return {
+    cycles: Number(o['cycles']),
+    states,
+    modes: o['modes']!.split(',').map(Number),
+    parallel: Math.max(1, Number(o['parallel'])),
+    maxMinutes: Number(o['maxMinutes']),
+    ...(o['out'] ? { out: o['out'] } : {}),
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function mapping(topic: string, filterBase: string): Parameters<typeof testConfig>[0] {
+  return [{ name: 'stress', mqtt: { topic: `${filterBase}/#`, qos: 1 }, kafka: { topic } }];
+}
+
+async function startForwarder(
+  config: Record<string, unknown>,
+): Promise<{ fwd: ForwarderProcess; t0: number }> {
+  const fwd = new ForwarderProcess(writeConfig({ ...config, log_level: 'info' }), {
+    LOG_LEVEL: 'info',
+  });
+  return { fwd, t0: Date.now() };
+}
+
+async function stop(fwd: ForwarderProcess, cycle: Cycle): Promise<void> {
+  const r = await fwd.stop('SIGTERM', HANG_MS);
+  cycle.code = r.code;
+  cycle.signal = r.signal;
+  cycle.ms = r.ms;
+  cycle.hang = r.signal === 'SIGKILL';
+  if (cycle.signal !== null || cycle.code !== 0) {
+    cycle.note = `${cycle.note}; last lines: ${fwd.tail(8)}`;
+  }
+}
+
+async function runCycle(
+  state: State,
+  workers: number,
+  index: number,
+  session: Session | undefined,
+): Promise<Cycle> {
+  const cycle: Cycle = {
+    state,
+    workers,
+    index,
+    code: null,
+    signal: null,
+    ms: 0,
+    hang: false,
+    premise: false,
+    note: '',
+  };
+  const producers = workers === 0 ? 1 : workers;
+  const base = session?.topic ?? uniqueName(`stress-${state}-${workers}`);
+  const overrides: Record<string, unknown> = {
+    dispatch: { workers },
+    shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
+    ...(session ? { mqtt: { client_id: session.clientId } } : {}),
+  };
+  if (state === 'unreachable') {
+    overrides['kafka'] = { bootstrap_server: '127.0.0.1', port: await closedPort() };
+    overrides['dispatch'] = { workers, kafka_connect_timeout_ms: 1_000 };
+  }
+  const { fwd } = await startForwarder(testConfig(mapping(base, base), overrides));
+  try {
+    if (state === 'unreachable') {
+      await fwd.waitForLog((l) => l.msg === 'forwarder starting', START_TIMEOUT_MS, 'start');
+      // Spread over connect attempts (1 s each) and the backoff sleeps between them.
+      await sleep(50 + ((index * 211) % 2_500));
+      cycle.premise = !fwd.lines.some((l) => l.msg === 'kafka producer connected');
+      const failed = fwd.lines.filter((l) => /kafka producer connect.*failed/.test(String(l.msg)));
+      cycle.note = `${failed.length} failed connects before SIGTERM`;
+      await stop(fwd, cycle);
+      return cycle;
+    }
+    await fwd.ready(1, producers, START_TIMEOUT_MS);
+    if (state === 'idle') {
+      cycle.premise = true;
+      await stop(fwd, cycle);
+      return cycle;
+    }
+    const s = session!;
+    const prefix = `${index}:`;
+    s.ids.push(prefix);
+    s.published += MESSAGES_PER_CYCLE;
+    const publishing = publishMany({
+      count: MESSAGES_PER_CYCLE,
+      qos: 1,
+      topic: () => `${base}/d`,
+      payload: (i) => `${prefix}${i}`,
+      timeoutMs: 120_000,
+    }).catch((err: unknown) => err);
+    if (state === 'frozen') {
+      await sleep(30 + ((index * 53) % 120));
+      freezeKafka();
+      try {
+        await sleep(300);
+        await stop(fwd, cycle);
+      } finally {
+        thawKafka();
+      }
+      await waitKafkaWritable(90_000);
+    } else {
+      await sleep(20 + ((index * 37) % 100));
+      await stop(fwd, cycle);
+    }
+    const stopping = fwd.lines.find((l) => l.msg === 'forwarder stopping');
+    const inFlight = Number(stopping?.['inFlight'] ?? 0);
+    cycle.premise = inFlight > 0;
+    cycle.note = `${inFlight} in flight at SIGTERM`;
+    const pubErr = await publishing;
+    if (pubErr) cycle.note += `; publisher: ${String(pubErr)}`;
+    return cycle;
+  } catch (err) {
+    cycle.note = `cycle failed: ${String(err)}`;
+    await fwd.stop('SIGKILL', 5_000);
+    return cycle;
+  }
+}
+
+/** One forwarder on the session until every message published in it is in Kafka. */
+async function drainSession(s: Session): Promise<{ missing: number; duplicates: number }> {
+  const { fwd } = await startForwarder(
+    testConfig(mapping(s.topic, s.topic), {
+      mqtt: { client_id: s.clientId },
+      dispatch: { workers: s.workers },
+    }),
+  );
+  try {
+    await fwd.ready(1, s.workers === 0 ? 1 : s.workers, START_TIMEOUT_MS);
+    const distinct = (recs: readonly { value: Buffer }[]): number =>
+      new Set(recs.map((r) => r.value.toString())).size;
+    const records = await readUntil(s.topic, (r) => distinct(r) >= s.published, 180_000);
+    const seen = new Set(records.map((r) => r.value.toString()));
+    let missing = 0;
+    for (const prefix of s.ids) {
+      for (let i = 0; i < MESSAGES_PER_CYCLE; i++) if (!seen.has(`${prefix}${i}`)) missing++;
+    }
+    return { missing, duplicates: records.length - seen.size };
+  } finally {
+    await fwd.stop('SIGTERM', HANG_MS);
+    await dropSession(s.clientId);
+  }
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+function summarize(cycles: readonly Cycle[]): string {
+  const rows: string[] = [
+    '| state | mode | cycles | premise held | exit 0 | other exits | signals | hangs | over bound | exit ms p50 / p99 / max |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  const keys = [...new Set(cycles.map((c) => `${c.state}|${c.workers}`))];
+  for (const key of keys) {
+    const [state, workers] = key.split('|') as [State, string];
+    const cs = cycles.filter((c) => c.state === state && String(c.workers) === workers);
+    const ms = cs.map((c) => c.ms).sort((a, b) => a - b);
+    const others = new Map<string, number>();
+    const signals = new Map<string, number>();
+    for (const c of cs) {
+      if (c.signal !== null) signals.set(c.signal, (signals.get(c.signal) ?? 0) + 1);
+      else if (c.code !== 0) others.set(String(c.code), (others.get(String(c.code)) ?? 0) + 1);
+    }
+    const fmt = (m: Map<string, number>): string =>
+      m.size === 0 ? '0' : [...m].map(([k, v]) => `${k}: ${v}`).join(', ');
+    rows.push(
+      `| ${state} | ${workers === '0' ? 'inline' : `${workers} worker${workers === '1' ? '' : 's'}`} | ${cs.length} | ${cs.filter((c) => c.premise).length} | ${cs.filter((c) => c.signal === null && c.code === 0).length} | ${fmt(others)} | ${fmt(signals)} | ${cs.filter((c) => c.hang).length} | ${cs.filter((c) => c.ms > BOUND_MS).length} | ${quantile(ms, 0.5)} / ${quantile(ms, 0.99)} / ${ms.at(-1) ?? 0} |`,
+    );
+  }
+  return rows.join('\n');
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv);
+  const started = Date.now();
+  const timeLeft = (): boolean => Date.now() - started < opts.maxMinutes * 60_000;
+  const sessions = new Map<string, Session>();
+  const sessionFor = (state: State, workers: number): Session | undefined => {
+    if (state !== 'inflight' && state !== 'frozen') return undefined;
+    const key = `${state}|${workers}`;
+    let s = sessions.get(key);
+    if (!s) {
+      const name = uniqueName(`stress-${state}-${workers}`);
+      s = { clientId: name, topic: name, state, workers, published: 0, ids: [] };
+      sessions.set(key, s);
+    }
+    return s;
+  };
+  const cycles: Cycle[] = [];
+  const report = (): void => {
+    const bad = cycles.filter((c) => c.signal !== null || (c.code !== 0 && c.code !== 3));
+    console.log(
+      `stress: ${cycles.length} cycles, ${bad.length} crashed/failed, ${cycles.filter((c) => c.hang).length} hung, ${Math.round((Date.now() - started) / 1000)} s`,
+    );
+  };
+
+  for (const state of opts.states) {
+    const plan = Array.from({ length: opts.cycles }, (_, i) => ({
+      index: i,
+      workers: opts.modes[i % opts.modes.length]!,
+    }));
+    // A session's cycles must not overlap: the second would take over the first's session.
+    const parallel = state === 'frozen' ? 1 : opts.parallel;
+    const busy = new Set<number>();
+    const worker = async (): Promise<void> => {
+      while (plan.length > 0 && timeLeft()) {
+        const i = plan.findIndex((p) => !busy.has(p.workers));
+        if (i < 0) {
+          await sleep(20);
+          continue;
+        }
+        const [p] = plan.splice(i, 1);
+        busy.add(p!.workers);
+        try {
+          const c = await runCycle(state, p!.workers, p!.index, sessionFor(state, p!.workers));
+          cycles.push(c);
+          if (c.signal !== null || (c.code !== 0 && c.code !== 3) || c.hang) {
+            console.log(
+              `stress: ${state} workers ${p!.workers} cycle ${p!.index}: ${c.code ?? c.signal} after ${c.ms} ms: ${c.note}`,
+            );
+          }
+          if (cycles.length % 50 === 0) report();
+        } finally {
+          busy.delete(p!.workers);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: parallel }, () => worker()));
+  }
+  report();
+
+  let lost = 0;
+  let duplicates = 0;
+  const lossRows: string[] = [];
+  for (const s of sessions.values()) {
+    if (s.published === 0) continue;
+    const r = await drainSession(s);
+    lost += r.missing;
+    duplicates += r.duplicates;
+    lossRows.push(
+      `| ${s.state} | ${s.workers === 0 ? 'inline' : s.workers} | ${s.published} | ${r.missing} | ${r.duplicates} |`,
+    );
+  }
+  const table = summarize(cycles);
+  console.log(`\n${table}\n`);
+  console.log(
+    `| state | mode | messages published | lost | duplicates |\n|---|---|---|---|---|\n${lossRows.join('\n')}\n`,
+  );
+  console.log(`stress: total ${cycles.length} cycles; ${lost} lost, ${duplicates} duplicates`);
+  if (opts.out) writeFileSync(opts.out, JSON.stringify({ cycles, lost, duplicates }, null, 1));
+  const failed =
+    lost > 0 ||
+    cycles.some(
+      (c) => c.hang || c.signal !== null || c.ms > BOUND_MS || (c.code !== 0 && c.code !== 3),
+    );
+  process.exitCode = failed ? 1 : 0;
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  thawKafka();
+  process.exitCode = 1;
+});
