@@ -27,6 +27,8 @@ RUN apt-get update \
 ENV npm_config_nodedir=/usr/local
 WORKDIR /src
 COPY package.json package-lock.json ./
+# The _exit addon of the last-resort stop; package.json's postinstall builds it during npm ci.
+COPY native ./native
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
@@ -63,6 +65,7 @@ WORKDIR /forwarding-service
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/build/src ./build/src
+COPY --from=build /src/native/hard-exit/build/Release/hard_exit.node ./native/hard-exit/build/Release/
 COPY --from=build /src/bin ./bin
 # The reference service's mount path (`-v my-config.yaml:/forwarding-service/config.yaml`).
 # `--config` and `-e CONFIG_FILE=...` still choose another file.

@@ -23,12 +23,18 @@ const REDACT = [
  * level so an operator can turn on debug without editing a mounted config file.
  */
 export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({
-    level: process.env['LOG_LEVEL'] ?? level,
-    base: { pid: process.pid, ...bindings },
-    redact: { paths: REDACT, censor: '[redacted]' },
-    timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  return pino(
+    {
+      level: process.env['LOG_LEVEL'] ?? level,
+      base: { pid: process.pid, ...bindings },
+      redact: { paths: REDACT, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    // Written before the call returns: a stop may end by _exit (cli/hard-exit.ts), which would
+    // drop lines still buffered, and those are the ones saying how it ended. Lines are per
+    // state change, never per message, so writing synchronously costs nothing measurable.
+    pino.destination({ dest: 1, sync: true }),
+  );
 }
 
 /**

@@ -146,6 +146,13 @@ export class ForwarderProcess {
     }
   }
 
+  /** The body of GET /readyz (its `detail` fields plus `status`), from the port it logged. */
+  async readyz(): Promise<Record<string, unknown>> {
+    const line = await this.waitForLog((l) => l.msg === 'http server listening', 30_000, 'http');
+    const res = await fetch(`http://127.0.0.1:${String(line['port'])}/readyz`);
+    return (await res.json()) as Record<string, unknown>;
+  }
+
   /** Sends `signal` and resolves with the exit status (bounded: SIGKILL after `timeoutMs`). */
   async stop(
     signal: NodeJS.Signals = 'SIGTERM',

@@ -4,9 +4,11 @@
  * start (SIGTERM during pending connects: the binding segfaults if a thread ends under a pending
  * native call, DESIGN.md), and with Kafka frozen or killed while messages are in flight.
  *
- * Each scenario runs LIFECYCLE_RUNS times (default 20) in worker mode and LIFECYCLE_INLINE_RUNS
- * times (default 5) in inline mode. Failures of single runs are collected, so a failing test
- * reports how often out of N and the forwarder's last log lines for each failed run.
+ * Each scenario runs LIFECYCLE_RUNS times (default 2) in worker mode and LIFECYCLE_INLINE_RUNS
+ * times (default 2) in inline mode: the suite checks every path; repetition at a scale where a
+ * rare defect shows is `npm run stress:shutdown` (docs/RELIABILITY.md). Failures of single runs
+ * are collected, so a failing test reports how often out of N and the forwarder's last log
+ * lines for each failed run.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
@@ -18,16 +20,16 @@ import { readUntil } from '../helpers/kafka';
 import { dropSession, publishMany } from '../helpers/mqtt';
 import { closedPort, freezeKafka, stackCmd, thawKafka, waitKafkaWritable } from '../helpers/stack';
 
-const RUNS = Number(process.env['LIFECYCLE_RUNS'] ?? 20);
-const INLINE_RUNS = Number(process.env['LIFECYCLE_INLINE_RUNS'] ?? Math.min(5, RUNS));
+const RUNS = Number(process.env['LIFECYCLE_RUNS'] ?? 2);
+const INLINE_RUNS = Number(process.env['LIFECYCLE_INLINE_RUNS'] ?? Math.min(2, RUNS));
 
 const SHUTDOWN_TIMEOUT_MS = 1_000;
-/**
- * Longest clean exit after SIGTERM: window drain (shutdown_timeout_ms) + MQTT disconnect bound
- * (2 s) + producer flush bound (5 s) + the CLI's last-resort exit timer (1 s) + 3 s margin for a
- * loaded 2-core machine. Past it the test SIGKILLs the forwarder and counts the run as a hang.
- */
-const EXIT_BOUND_MS = SHUTDOWN_TIMEOUT_MS + 2_000 + 5_000 + 1_000 + 3_000;
+/** The documented bound: no stop takes longer than shutdown_timeout_ms + 5 s. */
+const EXIT_BOUND_MS = SHUTDOWN_TIMEOUT_MS + 5_000;
+/** Past the bound by this much the test SIGKILLs the forwarder and counts the run as a hang. */
+const HANG_MS = EXIT_BOUND_MS + 10_000;
+/** Attempts at bringing a run to its premise (e.g. messages really in flight at SIGTERM). */
+const PREMISE_ATTEMPTS = 3;
 const START_TIMEOUT_MS = 30_000;
 
 const MODES = [
@@ -72,15 +74,17 @@ async function stopAndCheck(
   what: string,
   cleanLog = false,
 ): Promise<RunResult> {
-  const r = await fwd.stop('SIGTERM', EXIT_BOUND_MS);
+  const r = await fwd.stop('SIGTERM', HANG_MS);
   const problems: string[] = [];
   const errors = shutdownErrors(fwd);
   if (cleanLog && errors.length > 0)
     problems.push(
       `${errors.length} error line(s) during shutdown: ${errors.map((e) => JSON.stringify(e).slice(0, 400)).join(' | ')}`,
     );
-  if (r.signal === 'SIGKILL') problems.push(`hang: no exit within ${EXIT_BOUND_MS} ms (SIGKILLed)`);
+  if (r.signal === 'SIGKILL') problems.push(`hang: no exit within ${HANG_MS} ms (SIGKILLed)`);
   else if (r.signal !== null) problems.push(`died by signal ${r.signal}`);
+  else if (r.ms > EXIT_BOUND_MS)
+    problems.push(`exit after ${r.ms} ms, over the ${EXIT_BOUND_MS} ms bound`);
   else if (r.code !== 0) problems.push(`exit code ${r.code}${r.code === 139 ? ' (segfault)' : ''}`);
   const stderr = fwd.stderr.join('');
   if (/Segmentation fault|FATAL ERROR|Abort|core dumped/i.test(stderr))
@@ -170,80 +174,105 @@ for (const mode of MODES) {
 
     test(
       'b. SIGTERM with QoS 1 messages in flight → exit 0, and a restart delivers every message',
-      { timeout: perRunBudget(40_000) },
+      { timeout: perRunBudget(40_000 * PREMISE_ATTEMPTS) },
       async (t) => {
         const COUNT = 3_000;
-        const checkRuns = new Set([0, mode.runs - 1]);
         const s: Summary = { results: [], notes: [] };
-        let inFlightRuns = 0;
         for (let run = 0; run < mode.runs; run++) {
-          const base = uniqueName(`lc-b-${mode.name}`);
-          const config = testConfig(mappingFor(base), {
-            mqtt: { client_id: base },
-            dispatch: { workers: mode.workers },
-            shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
-          });
-          const fwd = start(config);
-          let publishing: Promise<unknown> = Promise.resolve();
-          try {
-            await fwd.ready(1, mode.producers, START_TIMEOUT_MS);
-            publishing = publishMany({
-              count: COUNT,
-              qos: 1,
-              topic: () => `${base}/d`,
-              payload: (i) => String(i),
-              timeoutMs: 60_000,
-            }).catch((err: unknown) => err);
-            // 0..200 ms into a stream that takes ~100-300 ms to publish: from before the first
-            // message arrives to deep in the stream.
-            await sleep((run * 37) % 200);
-            const r = await stopAndCheck(fwd, `run ${run}`, true);
-            s.results.push(r);
-            const stopping = logLine(fwd, 'forwarder stopping');
-            const stopped = logLine(fwd, 'forwarder stopped');
-            if (Number(stopping?.['inFlight'] ?? 0) > 0) inFlightRuns++;
-            s.notes.push(
-              `run ${run}: exit ${r.ms} ms, in flight at SIGTERM ${String(stopping?.['inFlight'])}, received ${String(stopped?.['received'])}, released ${String(stopped?.['released'])}`,
-            );
-            const pubErr = await publishing;
-            if (pubErr) throw pubErr;
-            if (!checkRuns.has(run) || r.failure) continue;
-
-            // Restart with the same client id: the broker redelivers what was not acknowledged
-            // and the messages published while the forwarder was down.
-            const again = start(config);
-            try {
-              await again.ready(1, mode.producers, START_TIMEOUT_MS);
-              const records = await readUntil(base, (recs) => idsOf(recs).size >= COUNT, 60_000);
-              const ids = idsOf(records);
-              const missing: number[] = [];
-              for (let i = 0; i < COUNT; i++) if (!ids.has(i)) missing.push(i);
-              const dups = records.length - ids.size;
-              s.notes.push(
-                `run ${run} restart check: ${records.length} records, ${ids.size}/${COUNT} ids, ${dups} duplicates, ${missing.length} missing`,
-              );
-              if (missing.length > 0) {
-                s.results.push({
-                  ms: 0,
-                  failure: `run ${run}: ${missing.length} of ${COUNT} messages lost after restart (first: ${missing.slice(0, 20).join(',')}); restart log:\n${again.tail(25)}`,
-                });
-              }
-            } finally {
-              const r2 = await stopAndCheck(again, `run ${run} (restart)`, true);
-              if (r2.failure) s.results.push(r2);
-            }
-          } catch (err) {
-            s.results.push({ ms: 0, failure: `run ${run}: ${String(err)}\n${fwd.tail(25)}` });
-            await fwd.stop('SIGKILL', 5_000);
-            await publishing;
-          } finally {
-            await dropSession(base);
+          // A run counts only if messages really were in flight at SIGTERM; one that found the
+          // window empty (the stream was faster than our look) is tried again.
+          for (let attempt = 1; attempt <= PREMISE_ATTEMPTS; attempt++) {
+            const held = await inFlightRun(s, run, attempt, COUNT);
+            if (held) break;
+            if (attempt === PREMISE_ATTEMPTS)
+              s.results.push({
+                ms: 0,
+                failure: `run ${run}: no message in flight at SIGTERM in ${PREMISE_ATTEMPTS} attempts`,
+              });
           }
         }
-        s.notes.unshift(`${inFlightRuns} of ${mode.runs} runs had messages in flight at SIGTERM`);
         report(t, `${mode.name} b (messages in flight)`, s);
       },
     );
+
+    /** One start → stream → SIGTERM → restart check; false if nothing was in flight at SIGTERM. */
+    async function inFlightRun(
+      s: Summary,
+      run: number,
+      attempt: number,
+      count: number,
+    ): Promise<boolean> {
+      const base = uniqueName(`lc-b-${mode.name}`);
+      const config = testConfig(mappingFor(base), {
+        mqtt: { client_id: base },
+        dispatch: { workers: mode.workers },
+        shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
+      });
+      const fwd = start(config);
+      let publishing: Promise<unknown> = Promise.resolve();
+      try {
+        await fwd.ready(1, mode.producers, START_TIMEOUT_MS);
+        publishing = publishMany({
+          count,
+          qos: 1,
+          topic: () => `${base}/d`,
+          payload: (i) => String(i),
+          timeoutMs: 60_000,
+        }).catch((err: unknown) => err);
+        // SIGTERM as soon as the window holds messages (bounded: the stream takes ~0.1-0.3 s).
+        const until = Date.now() + 10_000;
+        while (Date.now() < until && Number((await fwd.readyz())['inflight'] ?? 0) === 0) {
+          await sleep(2);
+        }
+        const r = await stopAndCheck(fwd, `run ${run}`, true);
+        const stopping = logLine(fwd, 'forwarder stopping');
+        const stopped = logLine(fwd, 'forwarder stopped');
+        const inFlight = Number(stopping?.['inFlight'] ?? 0);
+        s.notes.push(
+          `run ${run} attempt ${attempt}: exit ${r.ms} ms, in flight at SIGTERM ${inFlight}, received ${String(stopped?.['received'])}, released ${String(stopped?.['released'])}`,
+        );
+        const pubErr = await publishing;
+        if (pubErr) throw pubErr;
+        if (r.failure) {
+          s.results.push(r);
+          return true;
+        }
+        if (inFlight === 0) return false;
+        s.results.push(r);
+
+        // Restart with the same client id: the broker redelivers what was not acknowledged
+        // and the messages published while the forwarder was down.
+        const again = start(config);
+        try {
+          await again.ready(1, mode.producers, START_TIMEOUT_MS);
+          const records = await readUntil(base, (recs) => idsOf(recs).size >= count, 60_000);
+          const ids = idsOf(records);
+          const missing: number[] = [];
+          for (let i = 0; i < count; i++) if (!ids.has(i)) missing.push(i);
+          const dups = records.length - ids.size;
+          s.notes.push(
+            `run ${run} restart check: ${records.length} records, ${ids.size}/${count} ids, ${dups} duplicates, ${missing.length} missing`,
+          );
+          if (missing.length > 0) {
+            s.results.push({
+              ms: 0,
+              failure: `run ${run}: ${missing.length} of ${count} messages lost after restart (first: ${missing.slice(0, 20).join(',')}); restart log:\n${again.tail(25)}`,
+            });
+          }
+        } finally {
+          const r2 = await stopAndCheck(again, `run ${run} (restart)`, true);
+          if (r2.failure) s.results.push(r2);
+        }
+        return true;
+      } catch (err) {
+        s.results.push({ ms: 0, failure: `run ${run}: ${String(err)}\n${fwd.tail(25)}` });
+        await fwd.stop('SIGKILL', 5_000);
+        await publishing;
+        return true;
+      } finally {
+        await dropSession(base);
+      }
+    }
 
     test(
       'c. Kafka unreachable from the start: SIGTERM during pending connects → exit 0, no crash',
@@ -274,8 +303,12 @@ for (const mode of MODES) {
           const failedConnects = fwd.lines.filter((l) =>
             /kafka producer connect.*failed/.test(String(l.msg)),
           ).length;
+          const connected = fwd.lines.some((l) => l.msg === 'kafka producer connected');
           const r = await stopAndCheck(fwd, `run ${run} (SIGTERM ${delay} ms after start)`);
           s.results.push(r);
+          // The premise: no producer ever reached the closed port's "broker".
+          if (connected)
+            s.results.push({ ms: 0, failure: `run ${run}: a producer connected to a closed port` });
           s.notes.push(
             `run ${run}: SIGTERM ${delay} ms after start, ${failedConnects} failed connects before it, exit ${r.ms} ms, ${shutdownErrors(fwd).length} error lines at shutdown`,
           );
@@ -321,6 +354,9 @@ for (const mode of MODES) {
             const r = await stopAndCheck(fwd, `run ${run} (Kafka ${kill ? 'killed' : 'frozen'})`);
             s.results.push(r);
             const stopping = logLine(fwd, 'forwarder stopping');
+            // The premise: batches were held by the dead broker when the signal came.
+            if (Number(stopping?.['inFlight'] ?? 0) === 0)
+              s.results.push({ ms: 0, failure: `run ${run}: nothing in flight at SIGTERM` });
             s.notes.push(
               `run ${run}: Kafka ${kill ? 'killed' : 'frozen'}, in flight at SIGTERM ${String(stopping?.['inFlight'])}, exit ${r.ms} ms, ${shutdownErrors(fwd).length} error lines at shutdown`,
             );
