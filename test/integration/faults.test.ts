@@ -23,6 +23,24 @@ const COUNT = FULL ? 50_000 : 6_000;
 const KILLS = FULL ? 10 : 3;
 const KAFKA_OUTAGE_MS = FULL ? 30_000 : 8_000;
 const TOPICS = 16;
+/**
+ * The kill moments are random; the seed is printed so a failing run can be replayed with
+ * CHAOS_SEED=<seed>.
+ */
+const SEED = Number(process.env['CHAOS_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
+console.log(`faults: CHAOS_SEED=${SEED}`);
+/** mulberry32: a small deterministic generator, uniform on [0, 1). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = seeded(SEED);
 
 interface Outcome {
   readonly scenario: string;
@@ -141,7 +159,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
     const t0 = Date.now();
     for (let k = 0; k < KILLS; k++) {
       // Random moments, spread over the stream's expected duration.
-      await sleep(300 + Math.random() * 1200);
+      await sleep(300 + random() * 1200);
       await fwd.stop('SIGKILL');
       fwd = s.start();
       await fwd.ready(1, 2);
@@ -153,7 +171,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
       lost: v.lost,
       duplicates: v.duplicates,
       recoveryMs: v.ms,
-      note: `${KILLS} kills in ${Date.now() - t0} ms`,
+      note: `${KILLS} kills in ${Date.now() - t0} ms (CHAOS_SEED=${SEED})`,
     });
     assert.equal(v.lost, 0);
     assert.equal((await fwd.stop()).code, 0);
