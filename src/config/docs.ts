@@ -137,6 +137,13 @@ about substitution, so it flags \`\${...}\` in number and boolean fields.
 Unknown keys are errors (with the closest known key suggested), so a misspelt optional key never
 silently falls back to its default. Where the reference service silently ignored half of a client
 certificate/key pair, this service reports an error.
+
+Loading (also by \`check-config\`) looks beyond the file as well: every file the config names must
+be readable (TLS certificates and keys, \`password_file\`, \`kafka.config_files\`, and librdkafka's
+file properties where \`security.protocol\` uses them), and the Kafka producer properties are
+handed to librdkafka itself, so an unknown property or a value it refuses is reported like any
+other problem, naming the key. Only what librdkafka checks when a client starts (e.g. an
+unsupported \`sasl.mechanism\`) still shows at run time, as a failed Kafka connect.
 `;
 
 function section(title: string, schema: AnySchema, prefix: string, note: string): string {

@@ -4,6 +4,8 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigFileError, ConfigInvalidError } from '../errors';
 import { isIntegerSchema, objectKeys, scalarKind, schemaAt } from './introspect';
+import { kafkaPropertyProblems, referencedFileProblems } from './checks';
+import type { Problem } from './checks';
 import { isSecretKafkaKey } from './kafka';
 import { configSchema } from './schema';
 import type { Config } from './schema';
@@ -22,7 +24,19 @@ export function resolveConfigPath(flag?: string, env: Env = process.env): string
   return DEFAULT_CONFIG_FILE;
 }
 
-/** Reads, substitutes and validates the config file; throws ConfigFileError/ConfigInvalidError. */
+export interface ParseOptions {
+  /**
+   * Also check that every file the config names (TLS certificates and keys, librdkafka's file
+   * properties) can be read. loadConfig does; off by default so the rules can be tested on text
+   * with made-up paths. (password_file and config_files are always read: they hold values.)
+   */
+  checkFiles?: boolean;
+}
+
+/**
+ * Reads, substitutes and validates the config file, including the files it names and librdkafka's
+ * verdict on the producer properties; throws ConfigFileError/ConfigInvalidError.
+ */
 export function loadConfig(file: string, env: Env = process.env): Config {
   const resolved = path.resolve(file);
   const shown = resolved === file ? file : `${file} (${resolved})`;
@@ -34,7 +48,7 @@ export function loadConfig(file: string, env: Env = process.env): Config {
       cause: err,
     });
   }
-  return parseConfigText(text, shown, env);
+  return parseConfigText(text, shown, env, { checkFiles: true });
 }
 
 function readFailure(err: unknown): string {
@@ -53,7 +67,12 @@ function readFailure(err: unknown): string {
 }
 
 /** loadConfig for text already read; `sourceName` names the text in error messages. */
-export function parseConfigText(text: string, sourceName: string, env: Env = process.env): Config {
+export function parseConfigText(
+  text: string,
+  sourceName: string,
+  env: Env = process.env,
+  options: ParseOptions = {},
+): Config {
   const raw = parseYaml(text, sourceName);
   if (raw === null || raw === undefined) {
     throw new ConfigInvalidError([
@@ -80,6 +99,10 @@ export function parseConfigText(text: string, sourceName: string, env: Env = pro
     throw new ConfigInvalidError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
   }
   const cfg = resolveSecretFiles(result.data, problems);
+  if (options.checkFiles === true) problems.push(...referencedFileProblems(cfg));
+  // Needs a schema-valid config (buildProducerConfig); a property is checked as the worker's
+  // producer will receive it, including values read from config_files.
+  problems.push(...kafkaPropertyProblems(cfg));
   if (problems.length > 0) {
     throw new ConfigInvalidError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
   }
@@ -177,11 +200,6 @@ function parseYaml(text: string, sourceName: string): unknown {
   }
   // Bounds alias expansion, so a small file cannot expand into gigabytes ("billion laughs").
   return doc.toJS({ maxAliasCount: 100 });
-}
-
-interface Problem {
-  path: ConfigPath;
-  message: string;
 }
 
 interface Substitution {

@@ -31,18 +31,22 @@ const tlsSchema = z
       .string()
       .min(1)
       .describe(
-        'Path to the PEM-encoded CA certificate the broker certificate is verified against.',
+        'Path to the PEM-encoded CA certificate the broker certificate is verified against. Must be a readable file at start (a relative path is relative to the working directory).',
       ),
     client_cert: z
       .string()
       .min(1)
       .optional()
-      .describe('Path to a PEM-encoded client certificate for mutual TLS. Requires client_key.'),
+      .describe(
+        'Path to a PEM-encoded client certificate for mutual TLS. Requires client_key. Must be a readable file at start.',
+      ),
     client_key: z
       .string()
       .min(1)
       .optional()
-      .describe('Path to the PEM-encoded private key of client_cert. Requires client_cert.'),
+      .describe(
+        'Path to the PEM-encoded private key of client_cert. Requires client_cert. Must be a readable file at start.',
+      ),
     verify_hostname: z
       .boolean()
       .default(true)
@@ -160,7 +164,7 @@ const kafkaSchema = z
       .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
       .default({})
       .describe(
-        'librdkafka producer properties, passed through (see librdkafka CONFIGURATION.md): `security.protocol`, `ssl.*`, `sasl.*`, `compression.type`, `linger.ms`, ... Topic-level properties such as `acks` and `message.timeout.ms` are routed to the topic configuration. Unless set here: `bootstrap.servers` is `bootstrap_server:port`, `acks` is `all`, and `enable.idempotence` is `true` (when `acks` is `all`).',
+        'librdkafka producer properties, passed through (see librdkafka CONFIGURATION.md): `security.protocol`, `ssl.*`, `sasl.*`, `compression.type`, `linger.ms`, ... Topic-level properties such as `acks` and `message.timeout.ms` are routed to the topic configuration. Unless set here: `bootstrap.servers` is `bootstrap_server:port`, `acks` is `all`, and `enable.idempotence` is `true` (when `acks` is `all`). Checked by librdkafka itself at start, so an unknown property or a value librdkafka refuses is a config error naming the key. File properties (`ssl.ca.location`, `ssl.certificate.location`, `ssl.key.location`, `ssl.crl.location`, `ssl.keystore.location`, `sasl.kerberos.keytab`, ...) must name readable files when `security.protocol` makes librdkafka read them (`ssl.*` with SSL and SASL_SSL, `sasl.*` with SASL_PLAINTEXT and SASL_SSL); `ssl.ca.location` may also be a directory or `probe`.',
       ),
     config_files: z
       .record(z.string(), z.string().min(1))

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { REPO_ROOT, uniqueName } from '../helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
 
@@ -92,6 +92,63 @@ test('an unset ${VAR} is named with the path where it is used', () => {
   const r = cli(['check-config', '--config', file], { MKF_UNSET_VAR: undefined });
   assert.equal(r.code, 2);
   assert.match(r.stderr, /mqtt\.client_id: .*MKF_UNSET_VAR/);
+});
+
+describe('bad input found by loading: check-config and run both exit 2 before connecting', () => {
+  // Nothing listens on port 1: a forwarder that got as far as connecting would show it in its
+  // log (stdout) and would not exit by itself.
+  const base = (over: { mqtt?: object; kafka?: object; topic?: string }) => ({
+    mqtt: { host: '127.0.0.1', port: 1, ...over.mqtt },
+    kafka: { bootstrap_server: '127.0.0.1', port: 1, ...over.kafka },
+    forwarding: [{ name: 'm', mqtt: { topic: 'a/#' }, kafka: { topic: over.topic ?? 'a' } }],
+    http: { host: '127.0.0.1', port: 0 },
+  });
+  const cases: [string, Record<string, unknown>, string][] = [
+    [
+      'an unknown librdkafka property',
+      base({ kafka: { config: { 'no.such.property': 1 } } }),
+      'kafka.config."no.such.property": librdkafka: No such configuration property: "no.such.property"',
+    ],
+    [
+      'an ill-typed librdkafka property',
+      base({ kafka: { config: { acks: 'banana' } } }),
+      'kafka.config.acks: librdkafka: Invalid value for configuration property "request.required.acks" (got "banana")',
+    ],
+    [
+      'a missing mqtt.tls.ca_cert file',
+      base({ mqtt: { tls: { ca_cert: '/nonexistent-mkf-ca.pem' } } }),
+      'mqtt.tls.ca_cert: cannot read /nonexistent-mkf-ca.pem: no such file',
+    ],
+    [
+      'a missing ssl.ca.location file',
+      base({
+        kafka: {
+          config: { 'security.protocol': 'SSL', 'ssl.ca.location': '/nonexistent-mkf-ca.pem' },
+        },
+      }),
+      'kafka.config."ssl.ca.location": cannot read /nonexistent-mkf-ca.pem: no such file',
+    ],
+    [
+      'a 260-character Kafka topic',
+      base({ topic: 't'.repeat(260) }),
+      'forwarding[0].kafka.topic: Kafka topic name is 260 characters long; Kafka allows at most 249',
+    ],
+  ];
+  for (const [what, config, line] of cases) {
+    for (const command of ['check-config', 'run']) {
+      test(`${command}: ${what}`, () => {
+        const file = writeConfig(config);
+        const started = Date.now();
+        const r = cli([command, '--config', file]);
+        const elapsed = Date.now() - started;
+        assert.equal(r.code, 2, `exit ${String(r.code)}\n${r.stderr}${r.stdout}`);
+        assert.ok(!r.stderr.includes('    at '), `stack trace:\n${r.stderr}`);
+        assert.equal(r.stderr, `forwarder: ${file}: invalid configuration:\n  ${line}\n`);
+        assert.equal(r.stdout, '', 'nothing logged: no connection was attempted');
+        assert.ok(elapsed < 10_000, `took ${elapsed} ms`);
+      });
+    }
+  }
 });
 
 test('a running forwarder serves /healthz, /readyz and /metrics, and exits 0 on SIGTERM', async () => {

@@ -334,8 +334,11 @@ describe('environment substitution', () => {
   });
 
   it('leaves keys alone', () => {
-    const cfg = parse(`kafka:\n  config:\n    \${X}: 1\n${MINIMAL_FORWARDING}`, { X: 'y' });
-    assert.deepEqual(cfg.kafka.config, { '${X}': 1 });
+    // The key stays as written: librdkafka, which checks every property, names it unchanged.
+    assert.deepEqual(
+      problemsOf(`kafka:\n  config:\n    \${X}: 1\n${MINIMAL_FORWARDING}`, { X: 'y' }),
+      ['kafka.config."${X}": librdkafka: No such configuration property: "${X}"'],
+    );
   });
 
   it('substituteString handles several references in one value', () => {
