@@ -198,3 +198,26 @@ export function kafkaPropertyProblems(cfg: Config): Problem[] {
   }
   return problems;
 }
+
+/** The SASL mechanisms librdkafka 2.12 implements (with the SASL library the build found). */
+const SASL_MECHANISMS = ['GSSAPI', 'PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'OAUTHBEARER'];
+
+/**
+ * librdkafka takes any `sasl.mechanism` when the property is set and refuses an unknown one only
+ * when a client starts, on every connect attempt; named here so that `check-config` catches it.
+ */
+export function saslMechanismProblems(cfg: Config): Problem[] {
+  const props = cfg.kafka.config;
+  const protocol = String(props['security.protocol'] ?? 'plaintext').toLowerCase();
+  if (!protocol.startsWith('sasl')) return [];
+  const problems: Problem[] = [];
+  for (const key of ['sasl.mechanism', 'sasl.mechanisms']) {
+    const value = props[key];
+    if (value === undefined || SASL_MECHANISMS.includes(String(value))) continue;
+    problems.push({
+      path: ['kafka', 'config', key],
+      message: `unsupported SASL mechanism ${JSON.stringify(String(value))}; librdkafka supports ${SASL_MECHANISMS.join(', ')}`,
+    });
+  }
+  return problems;
+}

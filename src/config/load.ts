@@ -4,7 +4,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigFileError, ConfigInvalidError } from '../errors';
 import { isIntegerSchema, objectKeys, scalarKind, schemaAt } from './introspect';
-import { kafkaPropertyProblems, referencedFileProblems } from './checks';
+import { kafkaPropertyProblems, referencedFileProblems, saslMechanismProblems } from './checks';
 import type { Problem } from './checks';
 import { isSecretKafkaKey } from './kafka';
 import { configSchema } from './schema';
@@ -103,6 +103,7 @@ export function parseConfigText(
   // Needs a schema-valid config (buildProducerConfig); a property is checked as the worker's
   // producer will receive it, including values read from config_files.
   problems.push(...kafkaPropertyProblems(cfg));
+  problems.push(...saslMechanismProblems(cfg));
   if (problems.length > 0) {
     throw new ConfigInvalidError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
   }

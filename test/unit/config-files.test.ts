@@ -55,6 +55,18 @@ describe('kafka.config checked by librdkafka', () => {
     ]);
   });
 
+  it('rejects a SASL mechanism librdkafka does not implement (it would only fail at connect)', () => {
+    assert.deepEqual(
+      problemsOf(kafkaConfig('{ security.protocol: SASL_PLAINTEXT, sasl.mechanism: FOO }')),
+      [
+        'kafka.config."sasl.mechanism": unsupported SASL mechanism "FOO"; librdkafka supports GSSAPI, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER',
+      ],
+    );
+    // Not read without SASL, so not checked (a reference config may carry a stale one).
+    parse(kafkaConfig('{ sasl.mechanism: FOO }'));
+    parse(kafkaConfig('{ security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512 }'));
+  });
+
   it('reports every bad property at once, in the order written', () => {
     assert.deepEqual(
       problemsOf(
