@@ -14,8 +14,8 @@
  * must then be in Kafka.
  *
  * Output: one line per finished block of cycles, a summary table on stdout, and with --out a
- * JSON file of every cycle. Frozen cycles run alone (freezing Kafka affects every client);
- * the others run --parallel at a time.
+ * JSON file of every cycle. Frozen cycles run in rounds of one per mode that share one freeze
+ * (freezing Kafka affects every client); the others run --parallel at a time.
  */
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
@@ -91,6 +91,44 @@ function parseArgs(argv: readonly string[]): {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * One freeze of Kafka shared by the frozen cycles that run together (one per mode): each arms
+ * once its messages flow, Kafka is frozen when all have, each stops its forwarder, and Kafka is
+ * thawed when all have stopped. Each participant calls arm() and release() exactly once.
+ */
+class FrozenRound {
+  private armed = 0;
+  private released = 0;
+  private readonly frozen: Promise<void>;
+  private readonly thawed: Promise<void>;
+  private onArmed!: () => void;
+  private onReleased!: () => void;
+
+  constructor(private readonly size: number) {
+    const allArmed = new Promise<void>((r) => (this.onArmed = r));
+    const allReleased = new Promise<void>((r) => (this.onReleased = r));
+    this.frozen = allArmed.then(async () => {
+      freezeKafka();
+      // Let the windows fill against the dead broker before the signals.
+      await sleep(300);
+    });
+    this.thawed = allReleased.then(async () => {
+      thawKafka();
+      await waitKafkaWritable(90_000);
+    });
+  }
+
+  arm(): Promise<void> {
+    if (++this.armed === this.size) this.onArmed();
+    return this.frozen;
+  }
+
+  release(): Promise<void> {
+    if (++this.released === this.size) this.onReleased();
+    return this.thawed;
+  }
+}
+
 function mapping(topic: string, filterBase: string): Parameters<typeof testConfig>[0] {
   return [{ name: 'stress', mqtt: { topic: `${filterBase}/#`, qos: 1 }, kafka: { topic } }];
 }
@@ -120,6 +158,35 @@ async function runCycle(
   workers: number,
   index: number,
   session: Session | undefined,
+  round?: FrozenRound,
+): Promise<Cycle> {
+  let armed = false;
+  let released = false;
+  try {
+    return await cycleBody(state, workers, index, session, round, {
+      arm: async () => {
+        armed = true;
+        await round?.arm();
+      },
+      release: async () => {
+        released = true;
+        await round?.release();
+      },
+    });
+  } finally {
+    // A cycle that failed early still takes its part in the round, or the others would wait.
+    if (round && !armed) void round.arm();
+    if (round && !released) await round.release();
+  }
+}
+
+async function cycleBody(
+  state: State,
+  workers: number,
+  index: number,
+  session: Session | undefined,
+  round: FrozenRound | undefined,
+  part: { arm(): Promise<void>; release(): Promise<void> },
 ): Promise<Cycle> {
   const cycle: Cycle = {
     state,
@@ -172,16 +239,29 @@ async function runCycle(
       payload: (i) => `${prefix}${i}`,
       timeoutMs: 120_000,
     }).catch((err: unknown) => err);
-    if (state === 'frozen') {
+    if (state === 'frozen' && round) {
       await sleep(30 + ((index * 53) % 120));
-      freezeKafka();
-      try {
-        await sleep(300);
-        await stop(fwd, cycle);
-      } finally {
-        thawKafka();
+      await part.arm();
+      // A stream that was fast enough may have been confirmed before the freeze: publish more
+      // into the frozen pipeline, so that batches wait for Kafka when the signal comes.
+      const tail = `${index}t:`;
+      s.ids.push(tail);
+      s.published += MESSAGES_PER_CYCLE;
+      const more = publishMany({
+        count: MESSAGES_PER_CYCLE,
+        qos: 1,
+        topic: () => `${base}/d`,
+        payload: (i) => `${tail}${i}`,
+        timeoutMs: 120_000,
+      }).catch((err: unknown) => err);
+      const until = Date.now() + 5_000;
+      while (Date.now() < until && Number((await fwd.readyz())['inflight'] ?? 0) === 0) {
+        await sleep(5);
       }
-      await waitKafkaWritable(90_000);
+      await stop(fwd, cycle);
+      await part.release();
+      const moreErr = await more;
+      if (moreErr) cycle.note += `; publisher: ${String(moreErr)}`;
     } else {
       await sleep(20 + ((index * 37) % 100));
       await stop(fwd, cycle);
@@ -189,7 +269,7 @@ async function runCycle(
     const stopping = fwd.lines.find((l) => l.msg === 'forwarder stopping');
     const inFlight = Number(stopping?.['inFlight'] ?? 0);
     cycle.premise = inFlight > 0;
-    cycle.note = `${inFlight} in flight at SIGTERM`;
+    cycle.note = `${inFlight} in flight at SIGTERM${cycle.note}`;
     const pubErr = await publishing;
     if (pubErr) cycle.note += `; publisher: ${String(pubErr)}`;
     return cycle;
@@ -280,12 +360,33 @@ async function main(): Promise<void> {
   };
 
   for (const state of opts.states) {
+    if (state === 'frozen') {
+      // Rounds of one cycle per mode, all frozen by one SIGSTOP (see FrozenRound).
+      for (let base = 0; base < opts.cycles && timeLeft(); base += opts.modes.length) {
+        const modes = opts.modes.slice(0, Math.min(opts.modes.length, opts.cycles - base));
+        const round = new FrozenRound(modes.length);
+        const done = await Promise.all(
+          modes.map((w, k) => runCycle(state, w, base + k, sessionFor(state, w), round)),
+        );
+        for (const c of done) {
+          cycles.push(c);
+          if (c.signal !== null || (c.code !== 0 && c.code !== 3) || c.hang) {
+            console.log(
+              `stress: ${state} workers ${c.workers} cycle ${c.index}: ${c.code ?? c.signal} after ${c.ms} ms: ${c.note}`,
+            );
+          }
+        }
+        if (Math.floor(cycles.length / 50) !== Math.floor((cycles.length - done.length) / 50))
+          report();
+      }
+      continue;
+    }
     const plan = Array.from({ length: opts.cycles }, (_, i) => ({
       index: i,
       workers: opts.modes[i % opts.modes.length]!,
     }));
     // A session's cycles must not overlap: the second would take over the first's session.
-    const parallel = state === 'frozen' ? 1 : opts.parallel;
+    const parallel = opts.parallel;
     const busy = new Set<number>();
     const worker = async (): Promise<void> => {
       while (plan.length > 0 && timeLeft()) {
