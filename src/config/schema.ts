@@ -460,7 +460,7 @@ export const configSchema = z
     shutdown_timeout_ms: millis(
       0,
       10000,
-      'On SIGTERM/SIGINT: how long to wait for outstanding Kafka deliveries before exiting anyway. Messages not yet acknowledged are redelivered by the broker (QoS 1/2 with a persistent session).',
+      'On SIGTERM/SIGINT: how long to wait for outstanding Kafka deliveries before exiting anyway. Messages not yet acknowledged are redelivered by the broker (QoS 1/2 with a persistent session). The whole stop (MQTT disconnect, producer flush and close) ends within this + 5 s: at this + 4.5 s the process exits with code 3 whatever is still closing.',
     ),
   })
   .superRefine(
