@@ -29,10 +29,10 @@ const EXIT_FORCED = 3;
  */
 const STOP_GRACE_MS = STOP_BUDGET_MS + 1_000;
 
-function readConfig(flag: string | undefined): Config {
+function readConfig(flag: string | undefined, checkFiles = true): Config {
   const file = resolveConfigPath(flag);
   try {
-    return loadConfig(file);
+    return loadConfig(file, process.env, { checkFiles });
   } catch (err) {
     if (err instanceof ForwarderError) {
       // A config problem is the user's to fix: the message names it; a stack trace would not help.
@@ -123,9 +123,13 @@ export function main(argv: readonly string[]): void {
     .description('validate the config file without connecting to any broker')
     .option('-c, --config <file>', 'config file (default: $CONFIG_FILE, else ./config.yaml)')
     .option('--print', 'print the effective config (defaults filled in, secrets redacted) as JSON')
-    .action((opts: { config?: string; print?: boolean }) => {
+    .option(
+      '--skip-files',
+      'do not check that the files it names (certificates, keys) exist here: for a config checked away from where it runs',
+    )
+    .action((opts: { config?: string; print?: boolean; skipFiles?: boolean }) => {
       const flag = opts.config ?? program.opts<{ config?: string }>().config;
-      const cfg = readConfig(flag);
+      const cfg = readConfig(flag, opts.skipFiles !== true);
       if (opts.print) {
         process.stdout.write(`${JSON.stringify(redactConfig(cfg), null, 2)}\n`);
         return;

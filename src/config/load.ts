@@ -34,10 +34,16 @@ export interface ParseOptions {
 }
 
 /**
- * Reads, substitutes and validates the config file, including the files it names and librdkafka's
- * verdict on the producer properties; throws ConfigFileError/ConfigInvalidError.
+ * Reads, substitutes and validates the config file, including the files it names (unless
+ * `options.checkFiles` is false: a config checked away from where it runs, e.g. a Helm chart's
+ * rendered config whose certificates are mounted only in the pod) and librdkafka's verdict on the
+ * producer properties; throws ConfigFileError/ConfigInvalidError.
  */
-export function loadConfig(file: string, env: Env = process.env): Config {
+export function loadConfig(
+  file: string,
+  env: Env = process.env,
+  options: ParseOptions = { checkFiles: true },
+): Config {
   const resolved = path.resolve(file);
   const shown = resolved === file ? file : `${file} (${resolved})`;
   let text: string;
@@ -48,7 +54,7 @@ export function loadConfig(file: string, env: Env = process.env): Config {
       cause: err,
     });
   }
-  return parseConfigText(text, shown, env, { checkFiles: true });
+  return parseConfigText(text, shown, env, options);
 }
 
 function readFailure(err: unknown): string {

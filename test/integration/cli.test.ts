@@ -68,6 +68,23 @@ test('check-config reports every problem on its own line, exit 2, no stack trace
   }
 });
 
+test('check-config --skip-files validates a config whose certificates exist only where it runs', () => {
+  const file = writeConfig({
+    mqtt: { host: 'h', tls: { ca_cert: '/etc/forwarder/tls/mqtt/ca.crt' } },
+    kafka: { bootstrap_server: 'k' },
+    forwarding: [{ name: 'a', mqtt: { topic: 'a/#' }, kafka: { topic: 'a' } }],
+  });
+  const checked = cli(['check-config', '--config', file]);
+  assert.equal(checked.code, 2);
+  assert.match(
+    checked.stderr,
+    /mqtt\.tls\.ca_cert: cannot read \/etc\/forwarder\/tls\/mqtt\/ca\.crt/,
+  );
+  const skipped = cli(['check-config', '--skip-files', '--config', file]);
+  assert.equal(skipped.code, 0, skipped.stderr);
+  assert.match(skipped.stdout, /: ok \(1 mapping\)/);
+});
+
 test('CONFIG_FILE is used, and --config wins over it', () => {
   const good = writeConfig(
     testConfig([{ name: 'x', mqtt: { topic: 'x' }, kafka: { topic: 'x' } }]),
