@@ -26,6 +26,8 @@ export class MqttSource {
   /** Subscriptions of the current connection the broker has granted (or the session holds). */
   private subscribedNow = false;
   private stopping = false;
+  /** Connections made so far: a SUBSCRIBE retry belongs to the connection that sent it. */
+  private connections = 0;
 
   constructor(
     private readonly cfg: Config['mqtt'],
@@ -54,6 +56,7 @@ export class MqttSource {
 
     client.on('connect', (connack) => {
       this.metrics.mqttConnected.set(1);
+      this.connections++;
       this.backoff = this.cfg.reconnect_min_ms;
       client.options.reconnectPeriod = this.backoff;
       this.log.info(
@@ -130,13 +133,27 @@ export class MqttSource {
     const groups = withIds ? this.subscriptions.map((s) => [s]) : [this.subscriptions];
     let pending = groups.length;
     let refused = false;
-    for (const group of groups) {
+    const connection = this.connections;
+    const send = (group: readonly Subscription[], attempt: number): void => {
       const topics: Record<string, { qos: 0 | 1 | 2 }> = {};
       for (const s of group) topics[s.filter] = { qos: s.qos };
       const opts = withIds ? { properties: { subscriptionIdentifier: group[0]!.id } } : {};
       client.subscribe(topics, opts, (err, granted) => {
         if (err) {
-          this.log.error({ err: err.message }, 'mqtt subscribe failed');
+          // A SUBSCRIBE can fail for a reason that passes: mochi-mqtt 2.7 refuses one whose
+          // packet id equals that of a PUBLISH it has in flight to us (the other direction's id
+          // space), "Packet identifier in use", while it redelivers a resumed session. Send it
+          // again, with a new packet id, for as long as this connection lasts; a new connection
+          // subscribes afresh if it has to.
+          const retryInMs = Math.min(
+            this.cfg.reconnect_min_ms * 2 ** Math.min(attempt, 16),
+            this.cfg.reconnect_max_ms,
+          );
+          this.log.error({ err: err.message, retryInMs }, 'mqtt subscribe failed');
+          setTimeout(() => {
+            if (this.stopping || this.client !== client || this.connections !== connection) return;
+            if (client.connected) send(group, attempt + 1);
+          }, retryInMs).unref();
           return;
         }
         for (const g of granted ?? []) {
@@ -156,7 +173,8 @@ export class MqttSource {
           this.subscribedNow = true;
         }
       });
-    }
+    };
+    for (const group of groups) send(group, 0);
   }
 
   /** Writes released acks; see AckGate.release. */

@@ -13,6 +13,20 @@ function port(name: string, fallback: number): number {
 export const MQTT_PORT = port('MQTT_PORT', 18830);
 export const KAFKA_PORT = port('KAFKA_PORT', 19092);
 export const MQTT_HOST = '127.0.0.1';
+
+/**
+ * Which broker answers on MQTT_PORT: `mosquitto` (scripts/stack, the default) or `mochi`
+ * (mochi-mqtt, scripts/broker2). Tests that need a broker's own tools (restart through
+ * scripts/stack, mosquitto_pub) use the matching one or skip with the reason.
+ */
+export type MqttBroker = 'mosquitto' | 'mochi';
+export const MQTT_BROKER: MqttBroker = ((): MqttBroker => {
+  const v = process.env['MQTT_BROKER'] ?? 'mosquitto';
+  if (v !== 'mosquitto' && v !== 'mochi') {
+    throw new Error(`MQTT_BROKER=${v}: expected mosquitto or mochi`);
+  }
+  return v;
+})();
 export const KAFKA_BROKERS = `127.0.0.1:${KAFKA_PORT}`;
 
 /** Repository root (tests run from build/test/...). */
