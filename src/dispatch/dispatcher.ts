@@ -98,10 +98,16 @@ export class Dispatcher {
     private readonly onHalt: (halted: boolean, reason: string) => void,
   ) {
     const names = policies.map((p) => p.name);
-    this.forwarded = names.map((m) => metrics.forwarded.labels(m));
-    this.failed = names.map((m) => metrics.failed.labels(m));
-    this.skipped = names.map((m) => metrics.skipped.labels(m));
-    this.deadLettered = names.map((m) => metrics.deadLettered.labels(m));
+    // Every mapping's series exists from the start at 0: a series that first appears at 1 hides
+    // that first increase from rate()/increase(), i.e. the first refusal after a restart.
+    const zeroed = (c: Counter.Internal): Counter.Internal => {
+      c.inc(0);
+      return c;
+    };
+    this.forwarded = names.map((m) => zeroed(metrics.forwarded.labels(m)));
+    this.failed = names.map((m) => zeroed(metrics.failed.labels(m)));
+    this.skipped = names.map((m) => zeroed(metrics.skipped.labels(m)));
+    this.deadLettered = names.map((m) => zeroed(metrics.deadLettered.labels(m)));
     this.latency = names.map((m) => metrics.latency.labels(m));
     this.confirmedCounts = names.map(() => 0);
     this.lanes = Array.from({ length: producers.count }, (_, index) => ({
