@@ -221,3 +221,24 @@ export function saslMechanismProblems(cfg: Config): Problem[] {
   }
   return problems;
 }
+
+/**
+ * librdkafka properties the forwarder cannot honour. librdkafka calls its log callback from its
+ * own threads, and the binding's handler can run before its setup finished (a crash, DESIGN.md),
+ * so the producers log nothing; `debug` would log regardless of `log_level`.
+ */
+const UNSUPPORTED_KAFKA_PROPERTIES: Readonly<Record<string, string>> = {
+  debug:
+    "not supported: librdkafka's debug lines are not printed by the forwarder, and its log callback is off because it can crash the Kafka binding; Kafka errors are logged as the forwarder's own lines",
+  log_level:
+    "not supported: librdkafka's log callback is off because it can crash the Kafka binding; use the top-level log_level for the forwarder's own lines",
+};
+
+export function unsupportedKafkaPropertyProblems(cfg: Config): Problem[] {
+  return Object.keys(cfg.kafka.config)
+    .filter((key) => UNSUPPORTED_KAFKA_PROPERTIES[key] !== undefined)
+    .map((key) => ({
+      path: ['kafka', 'config', key],
+      message: UNSUPPORTED_KAFKA_PROPERTIES[key]!,
+    }));
+}

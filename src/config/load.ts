@@ -4,7 +4,12 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigFileError, ConfigInvalidError } from '../errors';
 import { isIntegerSchema, objectKeys, scalarKind, schemaAt } from './introspect';
-import { kafkaPropertyProblems, referencedFileProblems, saslMechanismProblems } from './checks';
+import {
+  kafkaPropertyProblems,
+  referencedFileProblems,
+  saslMechanismProblems,
+  unsupportedKafkaPropertyProblems,
+} from './checks';
 import type { Problem } from './checks';
 import { isSecretKafkaKey } from './kafka';
 import { configSchema } from './schema';
@@ -110,6 +115,7 @@ export function parseConfigText(
   // producer will receive it, including values read from config_files.
   problems.push(...kafkaPropertyProblems(cfg));
   problems.push(...saslMechanismProblems(cfg));
+  problems.push(...unsupportedKafkaPropertyProblems(cfg));
   if (problems.length > 0) {
     throw new ConfigInvalidError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
   }

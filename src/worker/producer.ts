@@ -133,6 +133,13 @@ export class KafkaProducerRunner {
         'reconnect.backoff.ms': RECONNECT_BACKOFF_MS,
         ...this.init.global,
         dr_cb: true,
+        // librdkafka calls its log callback from its own threads, and the binding's handler
+        // hands the line to a uv_async handle that connect() creates only after those threads
+        // started: a "connection refused" logged in between crashed the process (SIGSEGV in
+        // uv_async_send, Kafka unreachable, 1 in ~1,000 starts; DESIGN.md). The forwarder never
+        // printed these lines (errors come as error events, broker states from statistics), so
+        // logging is off, last so that a `debug` setting cannot turn it back on.
+        log_level: 0,
       } as ConstructorParameters<typeof Producer>[0],
       this.init.topic as ConstructorParameters<typeof Producer>[1],
     );

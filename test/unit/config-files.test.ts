@@ -67,6 +67,13 @@ describe('kafka.config checked by librdkafka', () => {
     parse(kafkaConfig('{ security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512 }'));
   });
 
+  it("refuses librdkafka's debug and log_level: its log callback can crash the binding", () => {
+    assert.deepEqual(
+      problemsOf(kafkaConfig('{ debug: broker, log_level: 7 }')).map((p) => p.split(':')[0]),
+      ['kafka.config.debug', 'kafka.config.log_level'],
+    );
+  });
+
   it('reports every bad property at once, in the order written', () => {
     assert.deepEqual(
       problemsOf(
