@@ -151,12 +151,20 @@ async function redelivery(v: 4 | 5): Promise<string> {
   await publishMany({ count: 3, qos: 1, topic: () => `${base}/t`, payload: (i) => String(i + 1) });
   const r = await RawClient.connect(id, v);
   await sleep(700);
-  const got = r.client.publishes.map((p) => `${p.payload.toString()}${p.dup ? '(DUP)' : ''}`);
-  r.client.publishes.forEach((p) => r.client.ack(p));
-  await sleep(200);
+  const label = (p: IPublishPacket): string => `${p.payload.toString()}${p.dup ? '(DUP)' : ''}`;
+  const beforeAck = r.client.publishes.map(label);
+  // Then acknowledge as they come: a broker may hold the queued ones back until the resent
+  // in-flight one is acknowledged.
+  let acked = 0;
+  const deadline = Date.now() + 1_500;
+  while (Date.now() < deadline) {
+    while (acked < r.client.publishes.length) r.client.ack(r.client.publishes[acked++]!);
+    await sleep(20);
+  }
+  const got = r.client.publishes.map(label);
   await r.client.disconnect();
   await (await RawClient.connect(id, v, { clean: true })).client.disconnect();
-  return `redelivery on a resumed session (MQTT ${v === 5 ? '5' : '3.1.1'}; message 0 was sent before the drop, 1-3 queued while away): session present ${r.sessionPresent}, received ${got.join(' ')}`;
+  return `redelivery on a resumed session (MQTT ${v === 5 ? '5' : '3.1.1'}; message 0 was sent before the drop, 1-3 queued while away): session present ${r.sessionPresent}, received before any ack: ${beforeAck.join(' ')}; acknowledging as they come: ${got.join(' ')}`;
 }
 
 async function resumeOrder(v: 4 | 5, count: number): Promise<string> {
@@ -170,19 +178,27 @@ async function resumeOrder(v: 4 | 5, count: number): Promise<string> {
   await pub(() => `${base}/t`, count, 1);
   const r = await RawClient.connect(id, v);
   const c = r.client;
-  await c.until(() => c.publishes.length >= count, 30_000, `${count} PUBLISHes`).catch(() => {});
+  await sleep(1_000);
+  const beforeAck = c.publishes.length;
+  // Acknowledged as they come (a broker may send only a window before acks).
+  let acked = 0;
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && c.publishes.length < count) {
+    while (acked < c.publishes.length) c.ack(c.publishes[acked++]!);
+    await sleep(10);
+  }
   let inversions = 0;
   let last = -1;
   for (const p of c.publishes) {
     const n = Number(p.payload.toString());
     if (n < last) inversions++;
     last = Math.max(last, n);
-    c.ack(p);
   }
+  while (acked < c.publishes.length) c.ack(c.publishes[acked++]!);
   await sleep(200);
   await c.disconnect();
   await (await RawClient.connect(id, v, { clean: true })).client.disconnect();
-  return `order of ${count} messages of one topic queued while away (MQTT ${v === 5 ? '5' : '3.1.1'}): received ${c.publishes.length}, ${inversions} out of order`;
+  return `order of ${count} messages of one topic queued while away (MQTT ${v === 5 ? '5' : '3.1.1'}): ${beforeAck} sent before any ack; received ${c.publishes.length}, ${inversions} out of order`;
 }
 
 async function receiveMaximum(): Promise<string> {
@@ -214,6 +230,60 @@ async function receiveMaximum(): Promise<string> {
   const inversions = order.filter((n, i) => i > 0 && n < order[i - 1]!).length;
   await client.disconnect();
   return `receive-maximum ${RM}, ${COUNT} QoS 1 published: ${unacked} sent before any ack; with acks: ${total} of ${COUNT} delivered within 5 s, ${inversions} out of order`;
+}
+
+async function inflightCap(v: 4 | 5): Promise<string> {
+  // A subscriber that acknowledges nothing (MQTT 5: no receive-maximum sent, so 65535): how many
+  // QoS 1 PUBLISHes does the broker send before it waits for acks, and does the rest arrive once
+  // everything received is acknowledged?
+  const COUNT = 300;
+  const base = uniqueName('cap');
+  const { client } = await RawClient.connect(`${base}-sub`, v, { clean: true });
+  await client.subscribe([{ topic: `${base}/#`, qos: 1 }]);
+  await pub(() => `${base}/t`, COUNT, 1);
+  await sleep(1_000);
+  const unacked = client.publishes.length;
+  let acked = 0;
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && acked < COUNT) {
+    while (acked < client.publishes.length) client.ack(client.publishes[acked++]!);
+    await sleep(10);
+  }
+  await sleep(300);
+  const total = client.publishes.length;
+  await client.disconnect();
+  return `in-flight cap (MQTT ${v === 5 ? '5, no receive-maximum' : '3.1.1'}), ${COUNT} QoS 1 published to a subscriber that does not ack: ${unacked} sent before any ack; with acks: ${total} of ${COUNT}`;
+}
+
+async function offlineQueue(v: 4 | 5, count: number): Promise<string> {
+  // A persistent session whose client is away while `count` QoS 1 messages are published: how
+  // many are kept, and which (the first ones: newest discarded; the last ones: oldest discarded)?
+  const base = uniqueName('q');
+  const id = `${base}-sub`;
+  let { client } = await RawClient.connect(id, v, { clean: true });
+  await client.disconnect();
+  ({ client } = await RawClient.connect(id, v));
+  await client.subscribe([{ topic: `${base}/#`, qos: 1 }]);
+  await client.disconnect();
+  await pub(() => `${base}/t`, count, 1);
+  const c = (await RawClient.connect(id, v)).client;
+  let acked = 0;
+  let lastCount = -1;
+  let stableSince = Date.now();
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    while (acked < c.publishes.length) c.ack(c.publishes[acked++]!);
+    if (c.publishes.length !== lastCount) {
+      lastCount = c.publishes.length;
+      stableSince = Date.now();
+    } else if (Date.now() - stableSince > 1_500) break;
+    await sleep(20);
+  }
+  const got = c.publishes.map((p) => Number(p.payload.toString()));
+  await c.disconnect();
+  await (await RawClient.connect(id, v, { clean: true })).client.disconnect();
+  const range = got.length > 0 ? `ids ${Math.min(...got)}..${Math.max(...got)}` : 'none';
+  return `offline queue (MQTT ${v === 5 ? '5' : '3.1.1'}), ${count} QoS 1 published while the session's client was away: ${got.length} delivered on resume (${range})`;
 }
 
 async function shared(): Promise<string> {
@@ -284,6 +354,9 @@ async function main(): Promise<void> {
     ['order5', () => resumeOrder(5, 2000)],
     ['order4', () => resumeOrder(4, 2000)],
     ['rm', () => receiveMaximum()],
+    ['cap5', () => inflightCap(5)],
+    ['cap4', () => inflightCap(4)],
+    ['queue4', () => offlineQueue(4, Number(process.env['QUEUE_COUNT'] ?? 1_500))],
     ['shared', () => shared()],
     ['slow4', () => slowSubscriber(4, Number(process.env['SLOW_COUNT'] ?? 20_000))],
   ];

@@ -15,15 +15,16 @@ export const KAFKA_PORT = port('KAFKA_PORT', 19092);
 export const MQTT_HOST = '127.0.0.1';
 
 /**
- * Which broker answers on MQTT_PORT: `mosquitto` (scripts/stack, the default) or `mochi`
- * (mochi-mqtt, scripts/broker2). Tests that need a broker's own tools (restart through
- * scripts/stack, mosquitto_pub) use the matching one or skip with the reason.
+ * Which broker answers on MQTT_PORT: `mosquitto` (scripts/stack, the default), `hivemq` (HiveMQ
+ * Community Edition, embedded, scripts/broker2 with MKF_BROKER2=hivemq) or `mochi` (mochi-mqtt,
+ * scripts/broker2 with MKF_BROKER2=mochi). Tests that need a broker's own tools (restart through
+ * scripts/stack or scripts/broker2, mosquitto_pub) use the matching one or skip with the reason.
  */
-export type MqttBroker = 'mosquitto' | 'mochi';
+export type MqttBroker = 'mosquitto' | 'hivemq' | 'mochi';
 export const MQTT_BROKER: MqttBroker = ((): MqttBroker => {
   const v = process.env['MQTT_BROKER'] ?? 'mosquitto';
-  if (v !== 'mosquitto' && v !== 'mochi') {
-    throw new Error(`MQTT_BROKER=${v}: expected mosquitto or mochi`);
+  if (v !== 'mosquitto' && v !== 'hivemq' && v !== 'mochi') {
+    throw new Error(`MQTT_BROKER=${v}: expected mosquitto, hivemq or mochi`);
   }
   return v;
 })();

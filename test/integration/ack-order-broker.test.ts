@@ -1,5 +1,5 @@
 /**
- * Ack order against the real broker on MQTT_PORT (mosquitto or mochi, MQTT_BROKER), not a
+ * Ack order against the real broker on MQTT_PORT (mosquitto, hivemq or mochi, MQTT_BROKER), not a
  * scripted one: ack-order.test.ts drives the forwarder with test/helpers/raw-broker.ts, which
  * chooses every packet id itself; here the broker routes, numbers and paces the messages.
  *

@@ -1,9 +1,9 @@
 /**
- * Persistent sessions on the real broker (MQTT_BROKER: mosquitto or mochi): a forwarder with a
+ * Persistent sessions on the real broker (MQTT_BROKER: mosquitto, hivemq or mochi): a forwarder with a
  * fixed mqtt.client_id stops cleanly; what is published while it is down waits in its session
  * on the broker and reaches Kafka when it comes back, none lost — also when the broker itself
  * is restarted while the forwarder is away (the session and its queue come from the broker's
- * persistence: mosquitto's persistence file, mochi's pebble store).
+ * persistence: mosquitto's persistence file, HiveMQ's file persistence, mochi's pebble store).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -32,7 +32,10 @@ function broker2(cmd: string): Promise<void> {
     execFile(
       path.join(REPO_ROOT, 'scripts', 'broker2'),
       [cmd],
-      { env: { ...process.env, BROKER2_PORT: String(MQTT_PORT) }, timeout: 120_000 },
+      {
+        env: { ...process.env, MKF_BROKER2: MQTT_BROKER, BROKER2_PORT: String(MQTT_PORT) },
+        timeout: 120_000,
+      },
       (err, stdout, stderr) =>
         err
           ? reject(new Error(`scripts/broker2 ${cmd}: ${String(err)}\n${stdout}${stderr}`))
@@ -43,7 +46,7 @@ function broker2(cmd: string): Promise<void> {
 
 /** A graceful stop and start of the broker on MQTT_PORT, with the tool that started it. */
 async function restartBroker(): Promise<void> {
-  if (MQTT_BROKER === 'mochi') {
+  if (MQTT_BROKER === 'mochi' || MQTT_BROKER === 'hivemq') {
     await broker2('down');
     await broker2('up');
   } else {
