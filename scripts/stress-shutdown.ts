@@ -142,6 +142,22 @@ async function startForwarder(
   return { fwd, t0: Date.now() };
 }
 
+/**
+ * Publishes MESSAGES_PER_CYCLE QoS 1 messages `<prefix><i>` into the session's topic and records
+ * them as published; resolves with the publisher's error, if any.
+ */
+function publishBurst(s: Session, base: string, prefix: string): Promise<unknown> {
+  s.ids.push(prefix);
+  s.published += MESSAGES_PER_CYCLE;
+  return publishMany({
+    count: MESSAGES_PER_CYCLE,
+    qos: 1,
+    topic: () => `${base}/d`,
+    payload: (i) => `${prefix}${i}`,
+    timeoutMs: 120_000,
+  }).catch((err: unknown) => err);
+}
+
 async function stop(fwd: ForwarderProcess, cycle: Cycle): Promise<void> {
   const r = await fwd.stop('SIGTERM', HANG_MS);
   cycle.code = r.code;
@@ -229,31 +245,13 @@ async function cycleBody(
       return cycle;
     }
     const s = session!;
-    const prefix = `${index}:`;
-    s.ids.push(prefix);
-    s.published += MESSAGES_PER_CYCLE;
-    const publishing = publishMany({
-      count: MESSAGES_PER_CYCLE,
-      qos: 1,
-      topic: () => `${base}/d`,
-      payload: (i) => `${prefix}${i}`,
-      timeoutMs: 120_000,
-    }).catch((err: unknown) => err);
+    const publishing = publishBurst(s, base, `${index}:`);
     if (state === 'frozen' && round) {
       await sleep(30 + ((index * 53) % 120));
       await part.arm();
       // A stream that was fast enough may have been confirmed before the freeze: publish more
       // into the frozen pipeline, so that batches wait for Kafka when the signal comes.
-      const tail = `${index}t:`;
-      s.ids.push(tail);
-      s.published += MESSAGES_PER_CYCLE;
-      const more = publishMany({
-        count: MESSAGES_PER_CYCLE,
-        qos: 1,
-        topic: () => `${base}/d`,
-        payload: (i) => `${tail}${i}`,
-        timeoutMs: 120_000,
-      }).catch((err: unknown) => err);
+      const more = publishBurst(s, base, `${index}t:`);
       const until = Date.now() + 5_000;
       while (Date.now() < until && Number((await fwd.readyz())['inflight'] ?? 0) === 0) {
         await sleep(5);

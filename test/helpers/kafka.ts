@@ -3,10 +3,8 @@
  * because both sides share a bug.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { KAFKA_BROKERS } from './env';
+import { alterTopicConfig } from './topic-config';
 
 export interface KafkaRecord {
   readonly key: Buffer | null;
@@ -110,27 +108,7 @@ export const TOPIC_MARKER = '__created__';
  */
 export async function createTopic(topic: string, config: Record<string, string>): Promise<void> {
   await run('kcat', ['-b', KAFKA_BROKERS, '-P', '-t', topic], Buffer.from(TOPIC_MARKER));
-  const cache =
-    process.env['MKF_CACHE_DIR'] ?? path.join(os.homedir(), '.cache', 'mqtt-kafka-forwarder');
-  const kafkaDir = readdirSync(cache).find((d) => d.startsWith('kafka-'));
-  if (!kafkaDir) throw new Error(`no Kafka jars in ${cache}; run scripts/setup`);
-  const settings = Object.entries(config)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
-  await run('java', [
-    '-cp',
-    `${path.join(cache, kafkaDir, 'libs')}/*`,
-    'kafka.admin.ConfigCommand',
-    '--bootstrap-server',
-    KAFKA_BROKERS,
-    '--entity-type',
-    'topics',
-    '--entity-name',
-    topic,
-    '--alter',
-    '--add-config',
-    settings,
-  ]);
+  await alterTopicConfig(topic, config);
 }
 
 function run(cmd: string, args: string[], input?: Buffer): Promise<void> {

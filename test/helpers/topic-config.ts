@@ -1,6 +1,6 @@
 /**
  * Changes a topic's broker config while a test runs (e.g. raising max.message.bytes), with
- * Kafka's own ConfigCommand from the broker's jars, like createTopic in kafka.ts. Not
+ * Kafka's own ConfigCommand from the broker's jars (createTopic in kafka.ts uses it too). Not
  * node-rdkafka's AdminClient (see createTopic for why).
  */
 import { spawn } from 'node:child_process';
