@@ -125,11 +125,13 @@ export class WorkerLanes implements ProducerLanes {
       else if (r.value.outcome === 'abandoned') abandoned++;
     }
     this.status.close();
-    if (abandoned > 0 || results.some((r) => r.status === 'rejected')) {
-      // Destroying the pool would end a thread under a pending native call: a crash.
+    const failed = results.filter((r) => r.status === 'rejected').length;
+    if (abandoned > 0 || failed > 0) {
+      // Destroying the pool would end a thread under a pending native call: a crash. A failed
+      // shutdown task may have left one too.
       this.log.info(
-        { workers: this.count, abandoned },
-        'worker pool left running: a Kafka connect attempt is pending',
+        { workers: this.count, abandoned, failed },
+        'worker pool left running: a Kafka connect attempt is pending or a shutdown task failed',
       );
       return 'abandoned';
     }
