@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { KAFKA_BROKERS } from './env';
-import { alterTopicConfig } from './topic-config';
+import { alterTopicConfig, runCommand } from './topic-config';
 
 export interface KafkaRecord {
   readonly key: Buffer | null;
@@ -97,6 +97,16 @@ export function readAtLeast(
   return readUntil(topic, (r) => r.length >= count, timeoutMs);
 }
 
+/** Count of records per numeric payload id (a payload is its id in decimal). */
+export function idsOf(records: readonly { value: Buffer }[]): Map<number, number> {
+  const seen = new Map<number, number>();
+  for (const r of records) {
+    const id = Number(r.value.toString());
+    seen.set(id, (seen.get(id) ?? 0) + 1);
+  }
+  return seen;
+}
+
 /** Marker record that createTopic leaves as the first record of the topic. */
 export const TOPIC_MARKER = '__created__';
 
@@ -107,25 +117,9 @@ export const TOPIC_MARKER = '__created__';
  * garbage collector reclaims a disconnected client. Callers ignore the TOPIC_MARKER record.
  */
 export async function createTopic(topic: string, config: Record<string, string>): Promise<void> {
-  await run('kcat', ['-b', KAFKA_BROKERS, '-P', '-t', topic], Buffer.from(TOPIC_MARKER));
+  const args = ['-b', KAFKA_BROKERS, '-P', '-t', topic];
+  await runCommand('kcat', args, `kcat ${args.join(' ')}`, Buffer.from(TOPIC_MARKER));
   await alterTopicConfig(topic, config);
-}
-
-function run(cmd: string, args: string[], input?: Buffer): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new Error(`${cmd} ${args.slice(-6).join(' ')} exited ${code}: ${out.trim()}`));
-    });
-    child.stdin.end(input);
-  });
 }
 
 /** Records with their headers as kcat prints them (`name=value,...`); values are text. */

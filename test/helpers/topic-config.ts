@@ -17,6 +17,32 @@ function kafkaLibs(): string {
   return path.join(cache, kafkaDir, 'libs');
 }
 
+/**
+ * Runs `cmd` with `input` on its stdin; resolves with its output (stdout and stderr), rejects
+ * naming `label` when it fails or exits non-zero. Bounded: SIGKILL after 60 s.
+ */
+export function runCommand(
+  cmd: string,
+  args: readonly string[],
+  label: string,
+  input?: Buffer,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${label} exited ${code}: ${out.trim()}`));
+    });
+    child.stdin.end(input);
+  });
+}
+
 /** Runs ConfigCommand with `args` for one topic; resolves with its output (bounded: 60 s). */
 function configCommand(topic: string, args: readonly string[]): Promise<string> {
   const argv = [
@@ -31,19 +57,7 @@ function configCommand(topic: string, args: readonly string[]): Promise<string> 
     topic,
     ...args,
   ];
-  return new Promise((resolve, reject) => {
-    const child = spawn('java', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out);
-      else reject(new Error(`ConfigCommand ${args.join(' ')} (${topic}) exited ${code}: ${out}`));
-    });
-  });
+  return runCommand('java', argv, `ConfigCommand ${args.join(' ')} (${topic})`);
 }
 
 /** Sets topic-level configs (`--alter --add-config`), e.g. `{ 'max.message.bytes': '1000000' }`. */

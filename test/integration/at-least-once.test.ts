@@ -11,8 +11,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { uniqueName } from '../helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
-import type { KafkaRecord } from '../helpers/kafka';
-import { readAll, readUntil } from '../helpers/kafka';
+import { idsOf, readAll, readUntil } from '../helpers/kafka';
 import { dropSession, publishMany } from '../helpers/mqtt';
 
 const COUNT = Number(process.env['AT_LEAST_ONCE_COUNT'] ?? 30_000);
@@ -33,16 +32,6 @@ function start(configFile: string): ForwarderProcess {
   live.add(fwd);
   void fwd.exit().then(() => live.delete(fwd));
   return fwd;
-}
-
-/** Count of records per payload id. */
-function idsOf(records: readonly KafkaRecord[]): Map<number, number> {
-  const seen = new Map<number, number>();
-  for (const r of records) {
-    const id = Number(r.value.toString());
-    seen.set(id, (seen.get(id) ?? 0) + 1);
-  }
-  return seen;
 }
 
 const CASES = [

@@ -16,7 +16,7 @@ import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
 import type { LogLine } from '../helpers/forwarder';
-import { readUntil } from '../helpers/kafka';
+import { idsOf, readUntil } from '../helpers/kafka';
 import { dropSession, publishMany } from '../helpers/mqtt';
 import { closedPort, freezeKafka, stackCmd, thawKafka, waitKafkaWritable } from '../helpers/stack';
 
@@ -130,15 +130,6 @@ function mappingFor(
   base: string,
 ): { name: string; mqtt: { topic: string; qos: 1 }; kafka: { topic: string } }[] {
   return [{ name: 'lc', mqtt: { topic: `${base}/#`, qos: 1 }, kafka: { topic: base } }];
-}
-
-function idsOf(records: readonly { value: Buffer }[]): Map<number, number> {
-  const seen = new Map<number, number>();
-  for (const r of records) {
-    const id = Number(r.value.toString());
-    seen.set(id, (seen.get(id) ?? 0) + 1);
-  }
-  return seen;
 }
 
 for (const mode of MODES) {

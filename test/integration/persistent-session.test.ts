@@ -12,7 +12,7 @@ import { after, describe, test } from 'node:test';
 import { MQTT_BROKER, MQTT_PORT, REPO_ROOT, uniqueName } from '../helpers/env';
 import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
 import type { KafkaRecord } from '../helpers/kafka';
-import { readUntil } from '../helpers/kafka';
+import { idsOf, readUntil } from '../helpers/kafka';
 import { dropSession, publishMany } from '../helpers/mqtt';
 import { stackCmd } from '../helpers/stack';
 
@@ -53,16 +53,6 @@ async function restartBroker(): Promise<void> {
     await stackCmd(['down', 'mosquitto']);
     await stackCmd(['up', 'mosquitto']);
   }
-}
-
-/** Count of records per payload id. */
-function idsOf(records: readonly KafkaRecord[]): Map<number, number> {
-  const seen = new Map<number, number>();
-  for (const r of records) {
-    const id = Number(r.value.toString());
-    seen.set(id, (seen.get(id) ?? 0) + 1);
-  }
-  return seen;
 }
 
 /** Records of each topic whose ids are not increasing (Kafka order of one MQTT topic). */
