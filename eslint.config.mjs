@@ -12,4 +12,20 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // Dependency internals are reached only through src/seams/, where a seam test pins the
+    // version and checks the behaviour relied on (imports are checked by dependency-cruiser).
+    files: ['src/**/*.ts'],
+    ignores: ['src/seams/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector:
+            'MemberExpression[property.name=/^(_sendPacket|_trackIncomingQoS2Publish|_incomingQoS2Ids|reschedulePing|handleMessage|reconnectPeriod|queueOptionsSymbol|registerMetric)$/]',
+          message: 'dependency internals are reached only through src/seams/',
+        },
+      ],
+    },
+  },
 );

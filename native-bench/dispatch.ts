@@ -9,8 +9,8 @@
  */
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { packBatch } from '../src/worker/codec';
-import type { PackedRecord } from '../src/worker/codec';
+import { packBatch } from '../src/pipeline/4-kafka-produce/codec';
+import type { PackedRecord } from '../src/pipeline/4-kafka-produce/codec';
 import { encodePayload, payloadTemplate } from '../benchmark/payload';
 
 export type DispatchMode = 'transfer' | 'clone-copies' | 'clone-views';

@@ -7,12 +7,12 @@
  */
 import { buildProducerConfig } from '../src/config/kafka';
 import { configSchema } from '../src/config/schema';
-import { InlineLanes, WorkerLanes } from '../src/dispatch/lanes';
-import type { ProducerLanes } from '../src/dispatch/lanes';
+import { InlineLanes, WorkerLanes } from '../src/pipeline/4-kafka-produce/lanes';
+import type { ProducerLanes } from '../src/pipeline/4-kafka-produce/lanes';
 import { createLogger } from '../src/observability/logger';
-import type { WorkerInit } from '../src/types';
-import { packBatch } from '../src/worker/codec';
-import type { PackedRecord } from '../src/worker/codec';
+import type { WorkerInit } from '../src/pipeline/4-kafka-produce/protocol';
+import { packBatch } from '../src/pipeline/4-kafka-produce/codec';
+import type { PackedRecord } from '../src/pipeline/4-kafka-produce/codec';
 import { ensureTopic } from '../benchmark/kafka-consumer';
 import { encodePayload, nowMs, payloadTemplate } from '../benchmark/payload';
 import { percentile } from '../benchmark/stats';

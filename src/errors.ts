@@ -1,12 +1,41 @@
 /**
- * Every failure the forwarder reports on purpose is a ForwarderError with a stable `code`.
- * Codes are part of the public surface (docs/ERRORS.md, logs, exit paths): never rename one,
- * add a new class instead.
+ * The forwarder's error model. Every failure it reports carries one of these codes, in the log
+ * field `code` (a Kafka or MQTT library's own error name goes into its own field, `kafkaError`
+ * or `reasonCode`), and docs/ERRORS.md documents each (a unit test keeps them in step).
+ * Codes are part of the public surface: alerts and log queries match them. Never rename or
+ * reuse one; add a new one.
  */
-export class ForwarderError extends Error {
-  readonly code: string;
+export const ERROR_CODES = {
+  configFile: 'ERR_CONFIG_FILE',
+  configInvalid: 'ERR_CONFIG_INVALID',
+  kafkaConnect: 'ERR_KAFKA_CONNECT',
+  kafkaAuth: 'ERR_KAFKA_AUTH',
+  kafkaClient: 'ERR_KAFKA_CLIENT',
+  kafkaUnreachable: 'ERR_KAFKA_UNREACHABLE',
+  kafkaRetry: 'ERR_KAFKA_RETRY',
+  kafkaDuplicateReport: 'ERR_KAFKA_DUPLICATE_REPORT',
+  kafkaDelivery: 'ERR_KAFKA_DELIVERY',
+  mappingHalted: 'ERR_MAPPING_HALTED',
+  mqttConnect: 'ERR_MQTT_CONNECT',
+  mqttConnectionLost: 'ERR_MQTT_CONNECTION_LOST',
+  mqttSubscribe: 'ERR_MQTT_SUBSCRIBE',
+  mqttInternals: 'ERR_MQTT_INTERNALS',
+  producerThread: 'ERR_PRODUCER_THREAD',
+  dependencyDrift: 'ERR_DEPENDENCY_DRIFT',
+  metrics: 'ERR_METRICS',
+  startFailed: 'ERR_START_FAILED',
+  shutdownTimeout: 'ERR_SHUTDOWN_TIMEOUT',
+  shutdownFailed: 'ERR_SHUTDOWN_FAILED',
+  shutdownForced: 'ERR_SHUTDOWN_FORCED',
+} as const;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
+
+/** A failure thrown (rather than only logged) carries its code on the error object. */
+export class ForwarderError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
@@ -16,7 +45,7 @@ export class ForwarderError extends Error {
 /** The config file could not be read (missing, unreadable) or is not valid YAML. */
 export class ConfigFileError extends ForwarderError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_CONFIG_FILE', message, options);
+    super(ERROR_CODES.configFile, message, options);
   }
 }
 
@@ -25,49 +54,17 @@ export class ConfigInvalidError extends ForwarderError {
   readonly problems: readonly string[];
 
   constructor(problems: readonly string[]) {
-    super('ERR_CONFIG_INVALID', `invalid configuration:\n  ${problems.join('\n  ')}`);
+    super(ERROR_CODES.configInvalid, `invalid configuration:\n  ${problems.join('\n  ')}`);
     this.problems = problems;
   }
 }
 
-/** A worker's Kafka producer could not be created or connected. */
-export class KafkaConnectError extends ForwarderError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_KAFKA_CONNECT', message, options);
-  }
-}
-
-/** Kafka refused a record for a reason retrying will not fix (size, authorisation, ...). */
-export class KafkaDeliveryError extends ForwarderError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_KAFKA_DELIVERY', message, options);
-  }
-}
-
-/** The MQTT broker refused the connection or a subscription. */
-export class MqttConnectError extends ForwarderError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_MQTT_CONNECT', message, options);
-  }
-}
-
-/** mqtt.js does not behave as the ack gate relies on (version drift of its internals). */
-export class MqttInternalsError extends ForwarderError {
-  constructor(message: string) {
-    super('ERR_MQTT_INTERNALS', message);
-  }
-}
-
-/** Shutdown did not complete inside its configured bound. */
-export class ShutdownTimeoutError extends ForwarderError {
-  constructor(message: string) {
-    super('ERR_SHUTDOWN_TIMEOUT', message);
-  }
-}
-
-/** A stop reached its hard deadline and the process left without waiting for Kafka clients. */
-export class ShutdownForcedError extends ForwarderError {
-  constructor(message: string) {
-    super('ERR_SHUTDOWN_FORCED', message);
+/** A dependency does not behave as a seam in src/seams/ relies on (version drift). */
+export class DependencyDriftError extends ForwarderError {
+  constructor(
+    code: typeof ERROR_CODES.mqttInternals | typeof ERROR_CODES.dependencyDrift,
+    message: string,
+  ) {
+    super(code, message);
   }
 }

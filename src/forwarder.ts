@@ -1,27 +1,28 @@
 /**
- * Composition root: builds the pipeline, and owns start order and drain order.
+ * Composition root: wires the stages of src/pipeline/ together, and owns start order and drain
+ * order. No message passes through this file; see docs/DESIGN.md, "Life of one message".
  *
- *   MqttSource ─▶ Router ─▶ Dispatcher ─▶ ProducerLanes (Piscina workers | inline)
- *        ▲                                      │
- *        └──── AckGate ◀── InflightWindow ◀─────┘ delivery results
+ *   1-mqtt-receive ─▶ 2-route ─▶ 3-batch ─▶ 4-kafka-produce
+ *         ▲                                      │ Kafka's answer per batch
+ *   6-mqtt-ack ◀──────────── 5-settle ◀──────────┘
  */
 import type { Server } from 'node:http';
-import type { IPublishPacket } from 'mqtt';
 import { buildProducerConfig } from './config/kafka';
 import type { Config } from './config/schema';
-import { Dispatcher } from './dispatch/dispatcher';
-import { ShutdownTimeoutError } from './errors';
-import type { ProducerLanes } from './dispatch/lanes';
-import { InlineLanes, WorkerLanes } from './dispatch/lanes';
-import { InflightWindow } from './dispatch/window';
-import type { WindowEntry } from './dispatch/window';
-import { MqttSource } from './mqtt/source';
+import { ERROR_CODES } from './errors';
 import { startHttpServer } from './observability/http';
 import type { Logger } from './observability/logger';
 import { Metrics } from './observability/metrics';
-import { RateLimitedLog } from './observability/logger';
-import { Router, wrapPayload } from './routing/router';
-import type { WorkerInit } from './types';
+import { Probes } from './observability/probes';
+import { MqttSource } from './pipeline/1-mqtt-receive/mqtt-source';
+import { Intake } from './pipeline/2-route/intake';
+import { Router } from './pipeline/2-route/router';
+import { Batcher } from './pipeline/3-batch/batcher';
+import type { ProducerLanes } from './pipeline/4-kafka-produce/lanes';
+import { InlineLanes, WorkerLanes } from './pipeline/4-kafka-produce/lanes';
+import type { WorkerInit } from './pipeline/4-kafka-produce/protocol';
+import { Settler } from './pipeline/5-settle/settle';
+import { InflightWindow } from './pipeline/6-mqtt-ack/window';
 
 /**
  * What a stop may take after shutdown_timeout_ms: MQTT disconnect, producer flush and
@@ -31,11 +32,6 @@ export const STOP_BUDGET_MS = 3_500;
 /** Producer flush bound at shutdown, within what is left of STOP_BUDGET_MS. */
 const PRODUCER_FLUSH_MS = 2_000;
 const MQTT_DISCONNECT_MS = 2_000;
-const TICK_MS = 500;
-/** /healthz fails when the event loop did not turn for this long. */
-const LOOP_STUCK_MS = 10_000;
-/** /readyz fails when the window stayed full without moving for this long. */
-const WINDOW_STALL_MS = 30_000;
 
 export interface StopOutcome {
   /** Every received message was confirmed by Kafka and acknowledged before the timeout. */
@@ -50,24 +46,19 @@ export interface ForwarderStats {
 }
 
 export class Forwarder {
-  readonly stats: ForwarderStats = { received: 0, unmatched: 0, released: 0 };
-  private readonly router: Router;
+  private readonly intake: Intake;
   private readonly window: InflightWindow;
   private readonly lanes: ProducerLanes;
-  private readonly dispatcher: Dispatcher;
+  private readonly batcher: Batcher;
+  private readonly settler: Settler;
   private readonly source: MqttSource;
-  private readonly unmatchedLog = new RateLimitedLog(10_000);
+  readonly probes: Probes;
+  private released = 0;
   private stopped: Promise<StopOutcome> | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
-  private tickTimer: NodeJS.Timeout | undefined;
-  private lastTick = performance.now();
-  /** performance.now() when the window was first seen full, 0 while it has room. */
-  private fullSince = 0;
-  /** Set while a `stop` policy holds a refused message. */
-  private haltReason: string | undefined;
   private http: Server | undefined;
   readonly metrics = new Metrics({
-    received: () => this.stats.received,
+    received: () => this.intake.stats.received,
     inflightMessages: () => this.window.size,
     inflightBytes: () => this.window.bytes,
     producersReady: () => this.lanes.ready,
@@ -101,7 +92,7 @@ export class Forwarder {
         ? new InlineLanes(init, log)
         : new WorkerLanes(workers, cfg.dispatch.batches_per_worker, init, log);
 
-    this.router = new Router(
+    const router = new Router(
       cfg.forwarding.map((m) => ({
         filter: m.mqtt.topic,
         qos: m.mqtt.qos,
@@ -114,18 +105,26 @@ export class Forwarder {
       cfg.mqtt.inflight_window,
       cfg.dispatch.max_inflight_bytes,
       (released) => {
-        this.stats.released += released.length;
+        this.released += released.length;
         this.source.release(released);
       },
     );
-    this.dispatcher = new Dispatcher(
+    // The way out needs the way back (Kafka's answers) and the way back needs the way out
+    // (dead-letter copies, held records offered again): the settler is bound once both exist.
+    let settler: Settler | undefined;
+    this.batcher = new Batcher(
       this.lanes,
-      this.window,
       {
         batchSize: cfg.dispatch.batch_size,
         lingerMs: cfg.dispatch.linger_ms,
         batchesPerLane: cfg.dispatch.batches_per_worker,
       },
+      { settle: (lane, batch, result) => settler!.settle(lane, batch, result) },
+      log,
+      this.metrics,
+    );
+    this.settler = settler = new Settler(
+      this.window,
       cfg.forwarding.map((m) => ({
         name: m.name,
         onError: m.on_error,
@@ -133,57 +132,47 @@ export class Forwarder {
           ? {}
           : { deadLetterTopicIndex: kafkaTopics.indexOf(m.dead_letter_topic) }),
       })),
+      this.batcher,
       log,
       this.metrics,
-      (halted, reason) => this.onHalt(halted, reason),
+    );
+    this.intake = new Intake(
+      router,
+      this.window,
+      {
+        add: (lane, r) => this.batcher.add(lane, r),
+        reject: (lane, r, reason) => this.settler.reject(lane, r, reason),
+      },
+      cfg.mqtt.max_payload_bytes,
+      log,
+      this.metrics,
     );
     this.source = new MqttSource(
       cfg.mqtt,
-      this.router.subscriptions,
+      router.subscriptions,
       {
-        onPublish: (packet, conn) => this.onPublish(packet, conn),
+        onPublish: (packet, conn) => this.intake.onPublish(packet, conn),
         admit: (next) => this.window.whenRoom(next),
       },
       log,
       this.metrics,
     );
+    this.probes = new Probes({
+      mqttConnected: () => this.source.connected,
+      mqttSubscribed: () => this.source.subscribed,
+      producersReady: () => this.lanes.ready,
+      producers: this.lanes.count,
+      inflight: () => this.window.size,
+      windowHasRoom: () => this.window.hasRoom,
+      haltReason: () => this.settler.haltReason,
+      stopping: () => this.stopped !== undefined,
+    });
     this.metrics.windowLimit.set(cfg.mqtt.inflight_window);
     this.metrics.workers.set(workers);
   }
 
-  /** Alive while the event loop keeps turning; see LOOP_STUCK_MS. */
-  health(): { ok: boolean; detail: Record<string, unknown> } {
-    const lagMs = Math.round(performance.now() - this.lastTick);
-    return { ok: lagMs < LOOP_STUCK_MS, detail: { eventLoopLagMs: lagMs } };
-  }
-
-  /**
-   * Ready to take traffic: MQTT connected and subscribed, every producer connected with a
-   * reachable broker, not stopping, and the window not stuck full (a full window that does not
-   * move for WINDOW_STALL_MS means Kafka stopped taking messages).
-   */
-  readiness(): { ok: boolean; detail: Record<string, unknown> } {
-    const stalledMs =
-      this.window.hasRoom || this.fullSince === 0
-        ? 0
-        : Math.round(performance.now() - this.fullSince);
-    const detail = {
-      mqttConnected: this.source.connected,
-      mqttSubscribed: this.source.subscribed,
-      producersReady: this.lanes.ready,
-      producers: this.lanes.count,
-      inflight: this.window.size,
-      windowStalledMs: stalledMs,
-      halted: this.haltReason ?? false,
-      stopping: this.stopped !== undefined,
-    };
-    const ok =
-      detail.mqttSubscribed &&
-      detail.producersReady === detail.producers &&
-      stalledMs < WINDOW_STALL_MS &&
-      this.haltReason === undefined &&
-      !detail.stopping;
-    return { ok, detail };
+  get stats(): ForwarderStats {
+    return { ...this.intake.stats, released: this.released };
   }
 
   async start(): Promise<void> {
@@ -191,7 +180,7 @@ export class Forwarder {
       this.http = await startHttpServer(
         this.cfg.http.host,
         this.cfg.http.port,
-        this,
+        this.probes,
         this.metrics,
         this.log,
       );
@@ -205,83 +194,16 @@ export class Forwarder {
       },
       'forwarder starting',
     );
+    this.probes.start();
+    // Nothing is read from MQTT before every lane is known to reach its own producer thread.
+    await this.lanes.start();
     this.source.start();
-    this.tickTimer = setInterval(() => {
-      const now = performance.now();
-      this.lastTick = now;
-      if (this.window.hasRoom) this.fullSince = 0;
-      else if (this.fullSince === 0) this.fullSince = now;
-    }, TICK_MS).unref();
     this.statsTimer = setInterval(() => {
       this.log.debug(
         { ...this.stats, window: this.window.size, windowBytes: this.window.bytes },
         'stats',
       );
     }, 5_000).unref();
-  }
-
-  private onPublish(packet: IPublishPacket, conn: number): void {
-    // A PUBLISH mqtt.js had already parsed when shutdown began: not forwarded and never
-    // acknowledged, so the broker redelivers it. Dispatching it now would race the producers'
-    // disconnect (and the drain has already decided it is done).
-    if (this.window.isClosed) {
-      this.log.debug(
-        { topic: packet.topic },
-        'message arrived during shutdown; left unacknowledged',
-      );
-      return;
-    }
-    this.stats.received++;
-    const topic = packet.topic;
-    const payload = packet.payload as Buffer;
-    const route = this.router.route(topic);
-    const mappings = this.router.mappingsFor(route, packet.properties?.subscriptionIdentifier);
-    const entry: WindowEntry = this.window.admit(
-      packet.qos,
-      packet.messageId ?? 0,
-      conn,
-      payload.byteLength,
-      mappings.length,
-      packet.retain,
-    );
-    if (mappings.length === 0) {
-      this.stats.unmatched++;
-      this.metrics.unmatched.inc();
-      const n = this.unmatchedLog.take();
-      if (n >= 0)
-        this.log.warn(
-          { topic, suppressed: n },
-          'message matches no mapping; acknowledged without forwarding',
-        );
-      return;
-    }
-    const limit = this.cfg.mqtt.max_payload_bytes;
-    if (limit > 0 && payload.byteLength > limit) {
-      const reason = `payload of ${payload.byteLength} bytes exceeds mqtt.max_payload_bytes (${limit})`;
-      for (const m of mappings)
-        this.dispatcher.reject(route.lane, entry, m, route.key, payload, reason);
-      return;
-    }
-    for (const m of mappings) {
-      const mapping = this.router.mappings[m]!;
-      const value = mapping.wrap ? wrapPayload(topic, payload) : payload;
-      this.dispatcher.add(route.lane, entry, m, mapping.kafkaTopicIndex, route.key, value, payload);
-    }
-  }
-
-  /** A mapping's `stop` policy holds a refused message: stop reading until Kafka takes it. */
-  private onHalt(halted: boolean, reason: string): void {
-    this.haltReason = halted ? reason : undefined;
-    if (halted) {
-      this.window.pause();
-      this.log.error(
-        { reason },
-        'stopped reading MQTT: a message Kafka refuses is held (on_error: stop)',
-      );
-    } else {
-      this.window.resume();
-      this.log.info('Kafka took the held message; reading MQTT again');
-    }
   }
 
   /**
@@ -304,8 +226,9 @@ export class Forwarder {
     this.log.info({ inFlight: this.window.size, timeoutMs }, 'forwarder stopping');
     clearInterval(this.statsTimer);
     this.window.close();
-    this.dispatcher.flushAll();
-    this.dispatcher.stopRetries();
+    this.batcher.flushAll();
+    this.batcher.stopRetries();
+    this.settler.stopRetries();
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
       this.window.drained().then(() => true),
@@ -315,14 +238,14 @@ export class Forwarder {
     ]);
     clearTimeout(timer);
     if (!drained) {
-      const err = new ShutdownTimeoutError(
+      this.log.warn(
+        { code: ERROR_CODES.shutdownTimeout, unacknowledged: this.window.size },
         `${this.window.size} messages not confirmed by Kafka within ${timeoutMs} ms; they stay unacknowledged and the broker redelivers them`,
       );
-      this.log.warn({ code: err.code, unacknowledged: this.window.size }, err.message);
     }
     await this.source.stop(left(MQTT_DISCONNECT_MS));
     const producers = await this.lanes.close(left(PRODUCER_FLUSH_MS));
-    clearInterval(this.tickTimer);
+    this.probes.stop();
     if (this.http) {
       // A scrape still open must not hold the stop.
       this.http.closeAllConnections();

@@ -5,7 +5,7 @@ import { loadConfig, resolveConfigPath } from '../config/load';
 import type { Config } from '../config/schema';
 import { renderConfigJsonSchema } from '../config/docs';
 import { redactConfig } from '../config/kafka';
-import { ForwarderError, ShutdownForcedError } from '../errors';
+import { ERROR_CODES, ForwarderError } from '../errors';
 import { Forwarder, STOP_BUDGET_MS } from '../forwarder';
 import { hardExit } from './hard-exit';
 import { createLogger } from '../observability/logger';
@@ -62,10 +62,10 @@ async function run(opts: { config?: string }): Promise<void> {
     // written has been by then, and unacknowledged messages are redelivered by the broker.
     const deadline = cfg.shutdown_timeout_ms + STOP_GRACE_MS;
     setTimeout(() => {
-      const err = new ShutdownForcedError(
+      log.error(
+        { code: ERROR_CODES.shutdownForced, exitCode: EXIT_FORCED },
         `stop did not complete within ${deadline} ms (shutdown_timeout_ms + ${STOP_GRACE_MS} ms): Kafka producers still closing; exiting without waiting for them. Every acknowledged message was confirmed by Kafka; unacknowledged ones are redelivered by the broker`,
       );
-      log.error({ code: err.code, exitCode: EXIT_FORCED }, err.message);
       log.flush();
       hardExit(EXIT_FORCED);
     }, deadline).unref();
@@ -81,7 +81,7 @@ async function run(opts: { config?: string }): Promise<void> {
         setTimeout(() => hardExit(0), 1_000).unref();
       },
       (err: unknown) => {
-        log.fatal({ err }, 'shutdown failed');
+        log.fatal({ code: ERROR_CODES.shutdownFailed, err }, 'shutdown failed');
         log.flush();
         // Where it failed is unknown, so a producer call may be pending: no teardown.
         hardExit(1);
@@ -95,7 +95,7 @@ async function run(opts: { config?: string }): Promise<void> {
   } catch (err) {
     // E.g. the HTTP port is taken: fail fast and visibly rather than run without probes.
     log.fatal(
-      { err },
+      { code: ERROR_CODES.startFailed, err },
       `forwarder failed to start: ${err instanceof Error ? err.message : String(err)}`,
     );
     log.flush();

@@ -7,8 +7,9 @@
 import { accessSync, closeSync, constants, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Producer } from 'node-rdkafka';
-import { buildProducerConfig, isSecretKafkaKey } from './kafka';
-import type { KafkaProps } from './kafka';
+import { buildProducerConfig } from './kafka';
+import { isSecretKafkaKey } from './kafka-properties';
+import type { KafkaProps } from './kafka-properties';
 import type { Config } from './schema';
 
 export interface Problem {

@@ -5,7 +5,7 @@ import {
   isKafkaTrue,
   isSecretKafkaKey,
   userAcks,
-} from './kafka';
+} from './kafka-properties';
 import { KAFKA_TOPIC_JSON_SCHEMA, kafkaTopicProblem, topicFilterProblem } from './topic-rules';
 
 // setTimeout fires at once for delays above this, so no millisecond setting may exceed it.

@@ -1,4 +1,6 @@
-import type { Metric, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { registerCustomMetric } from '../seams/prom-client';
+import type { CustomMetric, MetricSample } from '../seams/prom-client';
 
 /** What a child of the histogram is handed: observe one value for its label value. */
 export interface HistogramChild {
@@ -13,9 +15,9 @@ export interface HistogramChild {
  * (the registry renders what `get()` returns), so scrapes look exactly like a prom-client
  * histogram's.
  */
-export class FastHistogram {
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
+export class FastHistogram implements CustomMetric {
+  readonly type = 'histogram' as const;
+  readonly aggregator = 'sum' as const;
   private readonly children = new Map<string, { counts: Float64Array; sum: number }>();
 
   constructor(
@@ -28,8 +30,7 @@ export class FastHistogram {
     for (let i = 1; i < buckets.length; i++) {
       if (!(buckets[i]! > buckets[i - 1]!)) throw new RangeError(`${name}: buckets must increase`);
     }
-    // The registry only reads name, type, help, aggregator, get() and reset().
-    registry.registerMetric(this as unknown as Metric);
+    registerCustomMetric(registry, this);
   }
 
   /** The child for one label value; bind it once, outside the hot path. */
@@ -53,15 +54,8 @@ export class FastHistogram {
   }
 
   /** prom-client's histogram shape: cumulative `_bucket` series with `le`, then `_sum`, `_count`. */
-  get(): Promise<{
-    name: string;
-    help: string;
-    type: 'histogram';
-    aggregator: 'sum';
-    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
-  }> {
-    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] =
-      [];
+  get(): ReturnType<CustomMetric['get']> {
+    const values: MetricSample[] = [];
     for (const [label, c] of this.children) {
       let cumulative = 0;
       for (let i = 0; i <= this.buckets.length; i++) {

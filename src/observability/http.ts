@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ERROR_CODES } from '../errors';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 
@@ -47,7 +48,7 @@ export async function startHttpServer(
         metrics.registry.metrics().then(
           (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
           (err: unknown) => {
-            log.error({ err }, 'metrics collection failed');
+            log.error({ code: ERROR_CODES.metrics, err }, 'metrics collection failed');
             res.writeHead(500).end();
           },
         );

@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
-import { topicHash } from '../../src/routing/router';
+import { topicHash } from '../../src/pipeline/2-route/router';
 import { MQTT_BROKER, MQTT_HOST, MQTT_PORT, uniqueName } from '../helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
 import { readAll, readUntil } from '../helpers/kafka';

@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { topicHash } from '../../src/routing/router';
+import { topicHash } from '../../src/pipeline/2-route/router';
 import { uniqueName } from '../helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
 import type { LogLine } from '../helpers/forwarder';

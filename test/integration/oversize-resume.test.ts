@@ -6,18 +6,13 @@
  * 10 as the payload limit, and a Kafka refusal was held until a restart.
  *
  * The first test runs a real forwarder against the real brokers; the second checks the same rule
- * on the Dispatcher alone (a stub lane, mocked timers), for both origins.
+ * on the batcher and settler alone (test/helpers/fake-pipeline.ts, mocked timers), for both origins.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Dispatcher, STOP_RETRY_MS } from '../../src/dispatch/dispatcher';
-import type { ProducerLanes } from '../../src/dispatch/lanes';
-import { InflightWindow } from '../../src/dispatch/window';
-import { createLogger } from '../../src/observability/logger';
-import { Metrics } from '../../src/observability/metrics';
-import type { BatchResult } from '../../src/types';
-import { forEachRecord } from '../../src/worker/codec';
+import { STOP_RETRY_MS } from '../../src/pipeline/5-settle/settle';
 import { uniqueName } from '../helpers/env';
+import { fakePipeline } from '../helpers/fake-pipeline';
 import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
 import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
 import { TOPIC_MARKER, createTopic, readUntil } from '../helpers/kafka';
@@ -134,59 +129,25 @@ describe('on_error: stop, Kafka refuses a record as too large, then its limit is
   });
 });
 
-describe('Dispatcher: which refusals the stop policy offers again', () => {
-  function setup() {
-    const results: BatchResult[] = [];
-    const sent: string[][] = [];
-    const lanes: ProducerLanes = {
-      count: 1,
-      ready: 1,
-      run(_lane, buffer) {
-        const values: string[] = [];
-        forEachRecord(buffer, (_i, _t, _k, value) => values.push(value.toString()));
-        sent.push(values);
-        return Promise.resolve(
-          results.shift() ?? { kind: 'batch', delivered: values.length, failures: [] },
-        );
-      },
-      // Never called here; Promise<never> fits whatever close() resolves with.
-      close: () => Promise.reject(new Error('not used')),
-    };
-    const released: number[] = [];
-    const window = new InflightWindow(100, 1_000_000, (r) =>
-      released.push(...r.map((e) => e.messageId)),
-    );
-    const halts: boolean[] = [];
-    const metrics = new Metrics({
-      received: () => 0,
-      inflightMessages: () => window.size,
-      inflightBytes: () => window.bytes,
-      producersReady: () => 1,
-    });
-    const dispatcher = new Dispatcher(
-      lanes,
-      window,
-      { batchSize: 1, lingerMs: 0, batchesPerLane: 1 },
-      [{ name: 'm', onError: 'stop' }],
-      createLogger('silent'),
-      metrics,
-      (halted) => halts.push(halted),
-    );
-    return { dispatcher, window, results, sent, released, halts };
-  }
+describe('Settler: which refusals the stop policy offers again', () => {
+  const setup = () => {
+    const p = fakePipeline();
+    const results = p.answers;
+    const sent = p.batches;
+    return { ...p, results, sent };
+  };
   const settle = () => new Promise((r) => setImmediate(r));
 
   test('a record Kafka refused (code 10, too large) is offered again every retry period', async (t) => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
-    const { dispatcher, window, results, sent, released, halts } = setup();
+    const { batcher, window, results, sent, released, halts, record } = setup();
     const tooLarge = { index: 0, code: 10, message: 'ERR_MSG_SIZE_TOO_LARGE: too large' };
     results.push(
-      { kind: 'batch', delivered: 0, failures: [tooLarge] },
-      { kind: 'batch', delivered: 0, failures: [tooLarge] },
+      () => [tooLarge],
+      () => [tooLarge],
     );
     const entry = window.admit(1, 7, 1, 4, 1);
-    const payload = Buffer.from('big!');
-    dispatcher.add(0, entry, 0, 0, Buffer.from('a/b'), payload, payload);
+    batcher.add(0, record(entry, 0, 'big!'));
     await settle();
     assert.deepEqual(halts, [true]);
     assert.equal(sent.length, 1);
@@ -199,17 +160,19 @@ describe('Dispatcher: which refusals the stop policy offers again', () => {
     assert.deepEqual(released, []);
     t.mock.timers.tick(STOP_RETRY_MS);
     await settle();
-    assert.deepEqual(sent, [['big!'], ['big!'], ['big!']]);
+    assert.deepEqual(
+      sent.map((b) => b.map((r) => r.value)),
+      [['big!'], ['big!'], ['big!']],
+    );
     assert.deepEqual(halts, [true, false], 'resumed once Kafka took it');
     assert.deepEqual(released, [7]);
   });
 
   test('a message over mqtt.max_payload_bytes is held and never offered to Kafka', async (t) => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
-    const { dispatcher, window, sent, released, halts } = setup();
+    const { settler, window, sent, released, halts, record } = setup();
     const entry = window.admit(1, 8, 1, 5000, 1);
-    const payload = Buffer.from(BIG);
-    dispatcher.reject(0, entry, 0, Buffer.from('a/b'), payload, 'over the limit');
+    settler.reject(0, record(entry, 0, BIG), 'over the limit');
     for (let i = 0; i < 3; i++) {
       t.mock.timers.tick(STOP_RETRY_MS);
       await settle();
@@ -217,6 +180,6 @@ describe('Dispatcher: which refusals the stop policy offers again', () => {
     assert.deepEqual(halts, [true]);
     assert.deepEqual(sent, []);
     assert.deepEqual(released, []);
-    dispatcher.stopRetries();
+    settler.stopRetries();
   });
 });

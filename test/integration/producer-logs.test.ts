@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Producer } from 'node-rdkafka';
 import pino from 'pino';
-import { KafkaProducerRunner } from '../../src/worker/producer';
+import { KafkaProducerRunner } from '../../src/pipeline/4-kafka-produce/kafka-producer';
 import { closedPort } from '../helpers/stack';
 
 /** Clients of this file live as long as the process: collecting one aborts it (DESIGN.md). */

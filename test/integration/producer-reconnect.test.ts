@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import pino from 'pino';
-import { KafkaProducerRunner } from '../../src/worker/producer';
-import { packBatch } from '../../src/worker/codec';
+import { KafkaProducerRunner } from '../../src/pipeline/4-kafka-produce/kafka-producer';
+import { packBatch } from '../../src/pipeline/4-kafka-produce/codec';
 import { KAFKA_PORT, uniqueName } from '../helpers/env';
 import { readAtLeast } from '../helpers/kafka';
 

@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pino from 'pino';
-import { KafkaProducerRunner } from '../../src/worker/producer';
-import { packBatch } from '../../src/worker/codec';
+import { KafkaProducerRunner } from '../../src/pipeline/4-kafka-produce/kafka-producer';
+import { packBatch } from '../../src/pipeline/4-kafka-produce/codec';
 import { KAFKA_BROKERS, uniqueName } from '../helpers/env';
 
 /** The binding's native object, as `Producer._client` holds it. */

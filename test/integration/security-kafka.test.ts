@@ -218,7 +218,8 @@ describe('Kafka refusals: clear error, not ready, no retry storm', { concurrency
       isAuthError,
       'authentication error',
     );
-    assert.equal(line['code'], 'ERR__AUTHENTICATION');
+    assert.equal(line['code'], 'ERR_KAFKA_AUTH');
+    assert.equal(line['kafkaError'], 'ERR__AUTHENTICATION');
     assert.match(String(line.msg), /sasl\.password/);
     assert.ok(!JSON.stringify(line).includes('not-the-password'));
   });
@@ -236,7 +237,8 @@ describe('Kafka refusals: clear error, not ready, no retry storm', { concurrency
       isAuthError,
       'authentication error',
     );
-    assert.equal(line['code'], 'ERR__AUTHENTICATION');
+    assert.equal(line['code'], 'ERR_KAFKA_AUTH');
+    assert.equal(line['kafkaError'], 'ERR__AUTHENTICATION');
   });
 
   test('wrong CA: TLS error, not ready, no retry storm', async (t) => {
@@ -247,7 +249,8 @@ describe('Kafka refusals: clear error, not ready, no retry storm', { concurrency
       isAuthError,
       'TLS error',
     );
-    assert.equal(line['code'], 'ERR__SSL');
+    assert.equal(line['code'], 'ERR_KAFKA_AUTH');
+    assert.equal(line['kafkaError'], 'ERR__SSL');
     assert.match(String(line.msg), /ssl\.ca\.location/);
   });
 
@@ -262,6 +265,13 @@ describe('Kafka refusals: clear error, not ready, no retry storm', { concurrency
         Number(l.level) >= 40 && /^kafka (client error|authentication failed)/.test(String(l.msg)),
       'kafka error',
     );
-    assert.ok(['ERR__TRANSPORT', 'ERR__SSL'].includes(String(line['code'])), String(line['code']));
+    assert.ok(
+      ['ERR_KAFKA_CLIENT', 'ERR_KAFKA_AUTH'].includes(String(line['code'])),
+      String(line['code']),
+    );
+    assert.ok(
+      ['ERR__TRANSPORT', 'ERR__SSL'].includes(String(line['kafkaError'])),
+      String(line['kafkaError']),
+    );
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { forEachRecord, packBatch, packedSize } from '../../src/worker/codec';
+import { forEachRecord, packBatch, packedSize } from '../../src/pipeline/4-kafka-produce/codec';
 
 test('a packed batch decodes to the same records, without copies', () => {
   const records = [

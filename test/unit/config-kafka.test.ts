@@ -1,11 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  buildProducerConfig,
-  isSecretKafkaKey,
-  redactConfig,
-  REDACTED,
-} from '../../src/config/kafka';
+import { buildProducerConfig, redactConfig } from '../../src/config/kafka';
+import { REDACTED, isSecretKafkaKey } from '../../src/config/kafka-properties';
 import { parseConfigText } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
 

@@ -4,13 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigFileError, ConfigInvalidError } from '../../src/errors';
-import {
-  loadConfig,
-  parseConfigText,
-  resolveConfigPath,
-  substituteString,
-} from '../../src/config/load';
-import type { Env } from '../../src/config/load';
+import { loadConfig, parseConfigText, resolveConfigPath } from '../../src/config/load';
+import { substituteString } from '../../src/config/env';
+import type { Env } from '../../src/config/env';
 import type { Config } from '../../src/config/schema';
 
 // The example from the reference service's README, "Configuration" section, with its

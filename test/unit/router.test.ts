@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Router, matchesFilter, topicHash, wrapPayload } from '../../src/routing/router';
+import { Router, matchesFilter, topicHash } from '../../src/pipeline/2-route/router';
+import { wrapPayload } from '../../src/pipeline/2-route/wrap';
 
 test('matchesFilter follows MQTT filter semantics', () => {
   const cases: [string, string, boolean][] = [

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InflightWindow } from '../../src/dispatch/window';
-import type { WindowEntry } from '../../src/dispatch/window';
+import { InflightWindow } from '../../src/pipeline/6-mqtt-ack/window';
+import type { WindowEntry } from '../../src/pipeline/6-mqtt-ack/window';
 
 function setup(maxMessages = 10, maxBytes = 1_000_000) {
   const released: number[][] = [];

@@ -4,10 +4,10 @@
  */
 import { BroadcastChannel, threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
-import { createLogger } from '../observability/logger';
-import { PRODUCER_STATUS_CHANNEL } from '../types';
-import type { ProducerStatus, WorkerInit, WorkerResult, WorkerTask } from '../types';
-import { KafkaProducerRunner } from './producer';
+import { createLogger } from '../../observability/logger';
+import { PRODUCER_STATUS_CHANNEL } from './protocol';
+import type { ProducerStatus, WorkerInit, WorkerResult, WorkerTask } from './protocol';
+import { KafkaProducerRunner } from './kafka-producer';
 
 const init = workerData as WorkerInit;
 const log = createLogger(init.logLevel, { thread: threadId });
@@ -21,6 +21,8 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
   switch (task.kind) {
     case 'batch':
       return runner.handleBatch(task.buffer);
+    case 'whoami':
+      return { kind: 'whoami', threadId };
     case 'shutdown': {
       const outcome = await runner.shutdown(task.flushTimeoutMs);
       status.close();

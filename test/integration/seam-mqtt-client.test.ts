@@ -1,5 +1,6 @@
 /**
- * Contract test for src/mqtt/ack-gate.ts, the one module that relies on mqtt.js internals.
+ * Seam test for src/seams/mqtt-client.ts (used by pipeline/6-mqtt-ack/ack-gate.ts), the one
+ * module that relies on mqtt.js internals.
  * If an mqtt.js upgrade changes what the gate depends on, this file fails, loudly and first:
  *
  * - the installed mqtt.js is exactly the version the gate was written for, and package.json
@@ -20,8 +21,9 @@ import mqtt from 'mqtt';
 import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
-import { AckGate, PINNED_MQTT_VERSION } from '../../src/mqtt/ack-gate';
-import type { AckGateHooks } from '../../src/mqtt/ack-gate';
+import { AckGate, PINNED_MQTT_VERSION } from '../../src/pipeline/6-mqtt-ack/ack-gate';
+import { reconnectPeriod, setReconnectPeriod } from '../../src/seams/mqtt-client';
+import type { AckGateHooks } from '../../src/pipeline/6-mqtt-ack/ack-gate';
 import { MQTT_HOST, MQTT_PORT, REPO_ROOT, uniqueName } from '../helpers/env';
 import { publishMany } from '../helpers/mqtt';
 
@@ -197,7 +199,7 @@ describe('mqtt.js version', () => {
     assert.equal(
       installed,
       PINNED_MQTT_VERSION,
-      `src/mqtt/ack-gate.ts relies on mqtt ${PINNED_MQTT_VERSION} internals; installed is ${installed}. Re-verify the gate against the new version before changing PINNED_MQTT_VERSION.`,
+      `src/seams/mqtt-client.ts relies on mqtt ${PINNED_MQTT_VERSION} internals; installed is ${installed}. Re-verify the gate against the new version before changing PINNED_MQTT_VERSION.`,
     );
     const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {
       dependencies: Record<string, string>;
@@ -353,3 +355,32 @@ for (const protocol of PROTOCOLS) {
     });
   });
 }
+
+describe('mqtt.js reconnect period', () => {
+  test('a reconnectPeriod set at run time is used for the next attempt', async () => {
+    // Nothing listens on port 1: every attempt fails at once and mqtt.js schedules the next.
+    const client = mqtt.connect({
+      host: MQTT_HOST,
+      port: 1,
+      reconnectPeriod: 50,
+      connectTimeout: 1_000,
+      log: () => undefined,
+    });
+    clients.push(client);
+    client.on('error', () => undefined);
+    const attempts: number[] = [];
+    await new Promise<void>((resolve) => {
+      client.on('reconnect', () => {
+        attempts.push(performance.now());
+        // After the second attempt the source stretches the delay, as it does on backoff.
+        if (attempts.length === 2) setReconnectPeriod(client, 1_500);
+        if (attempts.length === 4) resolve();
+      });
+    });
+    await client.endAsync(true);
+    const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+    // Lower bounds only: a loaded machine can make a gap longer, never shorter.
+    assert.ok(gaps[2]! >= 1_400, `gap after the change ${gaps[2]!.toFixed(0)} ms`);
+    assert.equal(reconnectPeriod(client), 1_500);
+  });
+});

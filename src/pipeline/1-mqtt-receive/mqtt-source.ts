@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
-import type { Config } from '../config/schema';
-import { MqttConnectError } from '../errors';
-import type { Logger } from '../observability/logger';
-import type { Metrics } from '../observability/metrics';
-import type { Subscription } from '../routing/router';
-import type { AckToSend } from './ack-gate';
-import { AckGate } from './ack-gate';
+import type { Config } from '../../config/schema';
+import { ERROR_CODES } from '../../errors';
+import type { Logger } from '../../observability/logger';
+import type { Metrics } from '../../observability/metrics';
+import type { Subscription } from '../2-route/router';
+import type { AckToSend } from '../6-mqtt-ack/ack-gate';
+import { AckGate } from '../6-mqtt-ack/ack-gate';
+import { clientStream, reconnectPeriod, setReconnectPeriod } from '../../seams/mqtt-client';
 
 export interface SourceHooks {
   onPublish(packet: IPublishPacket, conn: number): void;
@@ -58,7 +59,7 @@ export class MqttSource {
       this.metrics.mqttConnected.set(1);
       this.connections++;
       this.backoff = this.cfg.reconnect_min_ms;
-      client.options.reconnectPeriod = this.backoff;
+      setReconnectPeriod(client, this.backoff);
       this.log.info(
         {
           broker: target,
@@ -72,20 +73,21 @@ export class MqttSource {
     });
     client.on('reconnect', () => {
       this.metrics.mqttReconnects.inc();
-      this.log.info(
-        { broker: target, delayMs: client.options.reconnectPeriod },
-        'mqtt reconnecting',
-      );
+      this.log.info({ broker: target, delayMs: reconnectPeriod(client) }, 'mqtt reconnecting');
     });
     client.on('close', () => {
       this.metrics.mqttConnected.set(0);
       this.subscribedNow = false;
       if (this.stopping) return;
       // mqtt.js reconnects after a fixed period; growing it here turns that into backoff.
-      client.options.reconnectPeriod = this.backoff;
+      setReconnectPeriod(client, this.backoff);
       this.backoff = Math.min(this.backoff * 2, this.cfg.reconnect_max_ms);
       this.log.warn(
-        { broker: target, retryInMs: client.options.reconnectPeriod },
+        {
+          code: ERROR_CODES.mqttConnectionLost,
+          broker: target,
+          retryInMs: reconnectPeriod(client),
+        },
         'mqtt connection closed',
       );
     });
@@ -102,23 +104,22 @@ export class MqttSource {
         // 'error' (CONNACK: reconnectOnConnackError) or on the following 'close' (TLS), in both
         // cases with options.reconnectPeriod; 'close' keeps it because backoff is at its cap.
         this.backoff = this.cfg.reconnect_max_ms;
-        client.options.reconnectPeriod = this.backoff;
+        setReconnectPeriod(client, this.backoff);
       }
       const retry = failure.permanent && !this.stopping ? `; retrying in ${this.backoff} ms` : '';
-      const err = new MqttConnectError(`mqtt ${target}: ${failure.text}${retry}`, { cause });
       this.log.error(
         {
-          code: err.code,
+          code: ERROR_CODES.mqttConnect,
           broker: target,
           reasonCode: (cause as { code?: unknown }).code,
           ...(failure.kind !== undefined && { failure: failure.kind }),
         },
-        err.message,
+        `mqtt ${target}: ${failure.text}${retry}`,
       );
     });
     client.on('disconnect', (packet) => {
       this.log.warn(
-        { broker: target, reasonCode: packet.reasonCode },
+        { code: ERROR_CODES.mqttConnectionLost, broker: target, reasonCode: packet.reasonCode },
         'mqtt broker sent DISCONNECT',
       );
     });
@@ -149,7 +150,10 @@ export class MqttSource {
             this.cfg.reconnect_min_ms * 2 ** Math.min(attempt, 16),
             this.cfg.reconnect_max_ms,
           );
-          this.log.error({ err: err.message, retryInMs }, 'mqtt subscribe failed');
+          this.log.error(
+            { code: ERROR_CODES.mqttSubscribe, err: err.message, retryInMs },
+            'mqtt subscribe failed',
+          );
           setTimeout(() => {
             if (this.stopping || this.client !== client || this.connections !== connection) return;
             if (client.connected) send(group, attempt + 1);
@@ -161,7 +165,7 @@ export class MqttSource {
           if (g.qos >= 128) {
             refused = true;
             this.log.error(
-              { filter: g.topic, reasonCode: g.qos },
+              { code: ERROR_CODES.mqttSubscribe, filter: g.topic, reasonCode: g.qos },
               'mqtt subscription refused by broker',
             );
           } else {
@@ -188,14 +192,14 @@ export class MqttSource {
     const client = this.client;
     if (!client) return;
     await new Promise<void>((resolve) => {
-      if (this.gate?.stalled && client.stream) {
+      const stream = clientStream(client);
+      if (this.gate?.stalled && stream) {
         // Not reading, so mqtt.js would never see the socket close after a graceful end().
         // Half-close instead: the acks just released and the DISCONNECT must reach the socket
         // before it is destroyed, or the broker redelivers messages Kafka already has.
         // And keep reading (discarding) until the broker closes: closing a socket with unread
         // data sends RST, and the broker then drops what it had not read yet — our last acks.
         // The discarded PUBLISHes were never acknowledged; the broker redelivers them.
-        const stream = client.stream as NodeJS.ReadWriteStream & { destroyed?: boolean };
         this.gate.sendDisconnect();
         const force = (): void => {
           clearTimeout(timer);

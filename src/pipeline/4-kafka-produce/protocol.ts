@@ -27,13 +27,23 @@ export interface BatchTask {
   readonly buffer: ArrayBuffer;
 }
 
-/** Ends the producer of the worker it is pinned to (see dispatch/lanes.ts, WorkerLanes.close). */
+/** Ends the producer of the worker it is pinned to (see lanes.ts, WorkerLanes.close). */
 export interface ShutdownTask {
   readonly kind: 'shutdown';
   readonly flushTimeoutMs: number;
 }
 
-export type WorkerTask = BatchTask | ShutdownTask;
+/** Asks a thread who it is: the check that lanes reach their own threads (lanes.ts, start). */
+export interface WhoamiTask {
+  readonly kind: 'whoami';
+}
+
+export interface WhoamiResult {
+  readonly kind: 'whoami';
+  readonly threadId: number;
+}
+
+export type WorkerTask = BatchTask | ShutdownTask | WhoamiTask;
 
 /**
  * Outcome of one batch. The task settles only when every record has a final outcome: retriable
@@ -64,7 +74,7 @@ export interface ShutdownResult {
   readonly outcome: 'closed' | 'abandoned';
 }
 
-export type WorkerResult = BatchResult | ShutdownResult;
+export type WorkerResult = BatchResult | ShutdownResult | WhoamiResult;
 
 /** BroadcastChannel on which workers announce their producer's readiness. */
 export const PRODUCER_STATUS_CHANNEL = 'mqtt-kafka-forwarder:producer-status';

@@ -1,6 +1,7 @@
 /**
- * The only module that touches mqtt.js internals. It makes mqtt.js (pinned to 5.16.0) defer
- * PUBACK/PUBREC without blocking its reader:
+ * Writes PUBACK/PUBREC in receive order once Kafka has the messages, and stops mqtt.js from
+ * reading while the window is full. It reaches mqtt.js internals only through
+ * src/seams/mqtt-client.ts (mqtt pinned to PINNED_MQTT_VERSION there):
  *
  * - mqtt.js handles one packet at a time and only reads the next once the current PUBLISH's ack
  *   was written. Deferring through the public `customHandleAcks` hook therefore allows one
@@ -24,7 +25,10 @@
  * test/integration/ack-gate-contract.test.ts fails loudly if a mqtt.js upgrade changes any of it.
  */
 import type { IPublishPacket, MqttClient } from 'mqtt';
-import { MqttInternalsError } from '../errors';
+import { interceptAcks } from '../../seams/mqtt-client';
+import type { RawClient } from '../../seams/mqtt-client';
+
+export { PINNED_MQTT_VERSION } from '../../seams/mqtt-client';
 
 export interface AckGateHooks {
   /** Every PUBLISH, in receive order, before mqtt.js handles it; `conn` is the connection generation. */
@@ -39,23 +43,6 @@ export interface AckToSend {
   readonly conn: number;
 }
 
-type SendPacket = (
-  packet: Record<string, unknown>,
-  cb?: (err?: Error) => void,
-  ...rest: unknown[]
-) => void;
-
-interface ClientInternals {
-  _sendPacket: SendPacket;
-  _trackIncomingQoS2Publish: (messageId: number, done: () => void, pump?: unknown) => boolean;
-  _incomingQoS2Ids: Set<number>;
-  reschedulePing: (force?: boolean) => void;
-  handleMessage: (packet: IPublishPacket, cb: (err?: Error) => void) => void;
-  stream?: NodeJS.WritableStream;
-}
-
-export const PINNED_MQTT_VERSION = '5.16.0';
-
 /** Fixed header byte of PUBACK (type 4) and PUBREC (type 5); flags are 0 for both. */
 const PUBACK = 0x40;
 const PUBREC = 0x50;
@@ -64,7 +51,7 @@ const ACK_BYTES = 4;
 
 export class AckGate {
   private conn = 0;
-  private readonly send: SendPacket;
+  private readonly raw: RawClient;
   private stallTimer: NodeJS.Timeout | undefined;
   private holding = false;
 
@@ -72,34 +59,6 @@ export class AckGate {
     private readonly client: MqttClient,
     hooks: AckGateHooks,
   ) {
-    const c = client as unknown as ClientInternals;
-    for (const name of [
-      '_sendPacket',
-      '_trackIncomingQoS2Publish',
-      'handleMessage',
-      'reschedulePing',
-    ] as const) {
-      if (typeof c[name] !== 'function') {
-        throw new MqttInternalsError(
-          `mqtt.js has no ${name}(); the ack gate needs mqtt ${PINNED_MQTT_VERSION} exactly`,
-        );
-      }
-    }
-    if (!(c._incomingQoS2Ids instanceof Set)) {
-      throw new MqttInternalsError(
-        `mqtt.js has no _incomingQoS2Ids set; need mqtt ${PINNED_MQTT_VERSION}`,
-      );
-    }
-    this.send = c._sendPacket.bind(client);
-
-    // 'connect' is emitted while the CONNACK is handled, before any PUBLISH of that connection.
-    client.on('connect', () => {
-      this.conn++;
-    });
-    client.on('close', () => this.endStall());
-    client.on('packetreceive', (packet) => {
-      if (packet.cmd === 'publish') hooks.onPublish(packet, this.conn);
-    });
     const admit = (next: () => void): void => {
       let resumed = false;
       hooks.admit(() => {
@@ -109,22 +68,16 @@ export class AckGate {
       });
       if (!resumed) this.beginStall();
     };
-    c._sendPacket = (packet, cb, ...rest) => {
-      if (packet['cmd'] === 'puback' || packet['cmd'] === 'pubrec') {
-        admit(() => cb?.());
-        return;
-      }
-      this.send(packet, cb, ...rest);
-    };
-    c.handleMessage = (packet, cb) => {
-      // QoS 2 reaches handleMessage at PUBREL, when it was already admitted at PUBLISH.
-      if (packet.qos === 0) admit(() => cb());
-      else cb();
-    };
-    c._trackIncomingQoS2Publish = (messageId) => {
-      c._incomingQoS2Ids.add(messageId);
-      return true;
-    };
+    this.raw = interceptAcks(client, { onAck: admit, onQoS0: admit });
+
+    // 'connect' is emitted while the CONNACK is handled, before any PUBLISH of that connection.
+    client.on('connect', () => {
+      this.conn++;
+    });
+    client.on('close', () => this.endStall());
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'publish') hooks.onPublish(packet, this.conn);
+    });
   }
 
   /** True while mqtt.js is held from reading (the window is full or closed). */
@@ -137,19 +90,18 @@ export class AckGate {
    * socket to close, which it never sees while it is not reading.
    */
   sendDisconnect(): void {
-    if (this.client.connected) this.send({ cmd: 'disconnect' });
+    if (this.client.connected) this.raw.send({ cmd: 'disconnect' });
   }
 
   private beginStall(): void {
     this.holding = true;
     const keepaliveS = this.client.options.keepalive ?? 0;
     if (this.stallTimer !== undefined || keepaliveS <= 0) return;
-    const c = this.client as unknown as ClientInternals;
     this.stallTimer = setInterval(
       () => {
         if (!this.client.connected) return;
-        this.send({ cmd: 'pingreq' });
-        c.reschedulePing(true);
+        this.raw.send({ cmd: 'pingreq' });
+        this.raw.keepAlive();
       },
       (keepaliveS * 1000) / 2,
     );
@@ -179,8 +131,7 @@ export class AckGate {
    * mqtt.js keeps no state for the acks it sends.
    */
   release(released: readonly AckToSend[]): void {
-    const c = this.client as unknown as ClientInternals;
-    if (!this.client.connected || !c.stream) return;
+    if (!this.client.connected) return;
     let n = 0;
     for (const e of released) if (e.qos !== 0 && e.conn === this.conn) n++;
     if (n === 0) return;
@@ -193,6 +144,6 @@ export class AckGate {
       out.writeUInt16BE(e.messageId, off + 2);
       off += ACK_BYTES;
     }
-    c.stream.write(out);
+    this.raw.write(out);
   }
 }

@@ -1,18 +1,21 @@
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import type { PiscinaTask } from 'piscina';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../../observability/logger';
 import { BroadcastChannel } from 'node:worker_threads';
-import { PRODUCER_STATUS_CHANNEL } from '../types';
+import { PRODUCER_STATUS_CHANNEL } from './protocol';
 import type {
   BatchResult,
   BatchTask,
   ProducerStatus,
   ShutdownResult,
   ShutdownTask,
+  WhoamiResult,
+  WhoamiTask,
   WorkerInit,
-} from '../types';
-import { KafkaProducerRunner } from '../worker/producer';
+} from './protocol';
+import { DependencyDriftError, ERROR_CODES as CODES } from '../../errors';
+import { LaneBalancer, laneTask } from '../../seams/piscina';
+import { KafkaProducerRunner } from './kafka-producer';
 
 /**
  * A lane is one Kafka producer. Every batch names its lane, and a lane always maps to the same
@@ -22,6 +25,8 @@ export interface ProducerLanes {
   readonly count: number;
   /** Producers that are connected with a reachable broker right now. */
   readonly ready: number;
+  /** Resolves once every lane's producer thread runs and the lanes are bound to them. */
+  start(): Promise<void>;
   run(lane: number, buffer: ArrayBuffer): Promise<BatchResult>;
   /**
    * Flushes and disconnects every producer. Resolves 'closed' when no native call is pending
@@ -31,32 +36,9 @@ export interface ProducerLanes {
   close(flushTimeoutMs: number): Promise<'closed' | 'abandoned'>;
 }
 
-const LANE = Piscina.queueOptionsSymbol;
-
-interface LaneOptions {
-  readonly lane: number;
-}
-
-/**
- * Piscina's balancer sees the worker list and the task's queue options, nothing else. Lanes are
- * bound to workers by ascending worker id: the pool never replaces threads on its own
- * (min = max threads, infinite idle timeout), so the order is stable for the pool's life.
- * Returning null leaves the task queued until its worker is online; the dispatcher never
- * submits more than `batches_per_worker` per lane, so a started worker always has room.
- */
-function laneBalancer(
-  task: PiscinaTask,
-  workers: Parameters<LaneBalancer>[1],
-): ReturnType<LaneBalancer> {
-  const opts = task[LANE as keyof PiscinaTask] as unknown as LaneOptions | null;
-  if (!opts) return workers[0] ?? null;
-  const sorted = [...workers].sort((a, b) => a.id - b.id);
-  return sorted[opts.lane] ?? null;
-}
-type LaneBalancer = NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer'] & {};
-
 export class WorkerLanes implements ProducerLanes {
   private readonly pool: Piscina;
+  private readonly balancer: LaneBalancer;
   private readonly status = new BroadcastChannel(PRODUCER_STATUS_CHANNEL);
   private readonly readyThreads = new Set<number>();
 
@@ -66,8 +48,9 @@ export class WorkerLanes implements ProducerLanes {
     init: WorkerInit,
     private readonly log: Logger,
   ) {
+    this.balancer = new LaneBalancer(count);
     this.pool = new Piscina({
-      filename: path.join(__dirname, '..', 'worker', 'entry.js'),
+      filename: path.join(__dirname, 'thread.js'),
       minThreads: count,
       maxThreads: count,
       // Threads must only end through close(): an idle-timeout exit under a pending native
@@ -79,10 +62,12 @@ export class WorkerLanes implements ProducerLanes {
       atomics: 'disabled',
       // Our window bounds what is submitted; Piscina's own queue never holds more than that.
       maxQueue: Infinity as unknown as number,
-      loadBalancer: laneBalancer,
+      loadBalancer: this.balancer.balance,
       workerData: init,
     });
-    this.pool.on('error', (err: unknown) => this.log.error({ err }, 'worker pool error'));
+    this.pool.on('error', (err: unknown) =>
+      this.log.error({ code: CODES.producerThread, err }, 'worker pool error'),
+    );
     this.status.onmessage = (ev) => {
       const s = (ev as { data: ProducerStatus }).data;
       if (s.ready) this.readyThreads.add(s.threadId);
@@ -97,12 +82,32 @@ export class WorkerLanes implements ProducerLanes {
     return this.readyThreads.size;
   }
 
+  /**
+   * Asks every lane which thread runs it: each lane must reach its own thread, the one the
+   * balancer bound it to. A Piscina that hands the balancer something else would break per-topic
+   * order silently; here it fails the start instead.
+   */
+  async start(): Promise<void> {
+    const answers = await Promise.all(
+      Array.from(
+        { length: this.count },
+        (_, lane) =>
+          this.pool.run(laneTask<WhoamiTask>({ kind: 'whoami' }, lane)) as Promise<WhoamiResult>,
+      ),
+    );
+    const threads = answers.map((a) => a.threadId);
+    const bound = threads.map((_, lane) => this.balancer.threadOf(lane));
+    if (new Set(threads).size !== this.count || threads.some((t, lane) => t !== bound[lane])) {
+      throw new DependencyDriftError(
+        CODES.dependencyDrift,
+        `producer lanes are not pinned to their threads (lanes reached threads ${threads.join(',')}, bound to ${bound.join(',')}); piscina must be the version src/seams/piscina.ts is pinned to`,
+      );
+    }
+    this.log.info({ threads }, 'producer lanes bound to threads');
+  }
+
   run(lane: number, buffer: ArrayBuffer): Promise<BatchResult> {
-    const task: BatchTask & Record<symbol, LaneOptions> = {
-      kind: 'batch',
-      buffer,
-      [LANE]: { lane },
-    };
+    const task = laneTask<BatchTask>({ kind: 'batch', buffer }, lane);
     return this.pool.run(task, { transferList: [buffer] }) as Promise<BatchResult>;
   }
 
@@ -111,17 +116,17 @@ export class WorkerLanes implements ProducerLanes {
     // before any thread is destroyed.
     const results = await Promise.allSettled(
       Array.from({ length: this.count }, (_, lane) => {
-        const task: ShutdownTask & Record<symbol, LaneOptions> = {
-          kind: 'shutdown',
-          flushTimeoutMs,
-          [LANE]: { lane },
-        };
+        const task = laneTask<ShutdownTask>({ kind: 'shutdown', flushTimeoutMs }, lane);
         return this.pool.run(task) as Promise<ShutdownResult>;
       }),
     );
     let abandoned = 0;
     for (const r of results) {
-      if (r.status === 'rejected') this.log.error({ err: r.reason }, 'worker shutdown task failed');
+      if (r.status === 'rejected')
+        this.log.error(
+          { code: CODES.producerThread, err: r.reason },
+          'worker shutdown task failed',
+        );
       else if (r.value.outcome === 'abandoned') abandoned++;
     }
     this.status.close();
@@ -155,6 +160,10 @@ export class InlineLanes implements ProducerLanes {
 
   get ready(): number {
     return this.isReady ? 1 : 0;
+  }
+
+  start(): Promise<void> {
+    return Promise.resolve();
   }
 
   run(_lane: number, buffer: ArrayBuffer): Promise<BatchResult> {

@@ -1,55 +1,20 @@
-import { CODES, Producer } from 'node-rdkafka';
-import type { DeliveryReport, LibrdKafkaError } from 'node-rdkafka';
-import { KafkaConnectError } from '../errors';
-import type { Logger } from '../observability/logger';
-import { RateLimitedLog } from '../observability/logger';
-import type { BatchResult, RecordFailure, WorkerInit } from '../types';
-import { forEachRecord } from './codec';
-import type { KafkaHeaders } from './codec';
-import {
-  QUEUE_FULL,
-  errorCodeOf,
-  isBatchSizeError,
-  isRetriableKafkaError,
-  kafkaErrorName,
-} from './kafka-errors';
+import { Producer } from 'node-rdkafka';
+import type { LibrdKafkaError } from 'node-rdkafka';
+import { ERROR_CODES } from '../../errors';
+import type { Logger } from '../../observability/logger';
+import { RateLimitedLog } from '../../observability/logger';
+import { Deliveries } from './deliveries';
+import { errorCodeOf, isAuthenticationError, isTlsError, kafkaErrorName } from './kafka-errors';
+import type { BatchResult, WorkerInit } from './protocol';
 
-/** Per-record handle passed through librdkafka as the delivery-report opaque. */
-interface InFlight {
-  readonly batch: BatchState;
-  readonly index: number;
-  readonly topic: string;
-  /** Kept so a retriable failure can be produced again; views into the batch buffer. */
-  readonly key: Buffer;
-  readonly value: Buffer;
-  readonly headers: KafkaHeaders | undefined;
-  attempts: number;
-  /**
-   * True from produce() until its delivery report: a report for an attempt already settled is
-   * a duplicate and must not settle the record again.
-   */
-  awaiting: boolean;
-  /** Attempts made alone, after the broker refused the batch this record was in as too large. */
-  isolated?: number;
-}
-
-interface BatchState {
-  remaining: number;
-  delivered: number;
-  readonly failures: RecordFailure[];
-  readonly resolve: (r: BatchResult) => void;
-}
-
-const RETRY_MIN_MS = 100;
-const RETRY_MAX_MS = 5_000;
-const QUEUE_FULL_WAIT_MS = 5;
+/** Backoff between connect attempts. */
+const CONNECT_RETRY_MIN_MS = 100;
+const CONNECT_RETRY_MAX_MS = 5_000;
 const STATS_INTERVAL_MS = 5_000;
 /** Default of librdkafka's reconnect.backoff.ms (100 ms); see the constructor. */
 const RECONNECT_BACKOFF_MS = 1_000;
 /** How often librdkafka's events are polled while connecting (see connectLoop). */
 const CONNECT_POLL_MS = 100;
-/** Attempts alone before a record the broker calls too large is reported as such. */
-const ISOLATED_ATTEMPTS = 3;
 /**
  * After a successful flush every delivery report is queued in the binding, which hands them to
  * JS 100 per event-loop turn: a few turns, bounded in case a record was re-produced meanwhile.
@@ -57,21 +22,9 @@ const ISOLATED_ATTEMPTS = 3;
 const REPORTS_AFTER_FLUSH_MS = 1_000;
 
 /**
- * Client errors meaning the broker does not accept who we are (SASL credentials, mechanism) or
- * the TLS handshake failed (CA, client certificate): retrying cannot fix them.
- */
-const AUTHENTICATION_ERRORS: ReadonlySet<number> = new Set([
-  CODES.ERRORS.ERR__AUTHENTICATION,
-  CODES.ERRORS.ERR_SASL_AUTHENTICATION_FAILED,
-  CODES.ERRORS.ERR_UNSUPPORTED_SASL_MECHANISM,
-  CODES.ERRORS.ERR_ILLEGAL_SASL_STATE,
-  CODES.ERRORS.ERR__SSL,
-]);
-
-/**
- * One Kafka producer and the bookkeeping that turns librdkafka's per-message delivery reports
- * into one result per batch. The same class runs inside every Piscina worker and, in inline
- * mode (`dispatch.workers: 0`), on the main thread.
+ * One Kafka producer's life: connect (a new client per attempt, with backoff), readiness,
+ * client errors, and teardown. What it produces is booked in deliveries.ts. The same class runs
+ * inside every producer thread and, in inline mode (`dispatch.workers: 0`), on the main thread.
  *
  * Hazard (DESIGN.md): ending the thread while a native call of the producer is pending —
  * connect, flush, disconnect — crashes the process. So every native call is tracked and
@@ -96,13 +49,11 @@ export class KafkaProducerRunner {
   private shutdownDone: Promise<'closed' | 'abandoned'> | undefined;
   /** The connect loop; settles once connected or once stopping was requested. */
   private readonly connecting: Promise<void>;
-  private inFlight = 0;
   /** Last reported state; see reportStatus. */
   private reported: boolean | undefined;
   private brokersUp = true;
   private wakeConnectLoop: (() => void) | undefined;
-  private readonly isolationQueue: InFlight[] = [];
-  private isolating: InFlight | undefined;
+  private readonly deliveries: Deliveries;
 
   constructor(
     private readonly init: WorkerInit,
@@ -110,6 +61,19 @@ export class KafkaProducerRunner {
     private readonly onStatus: (ready: boolean) => void = () => undefined,
   ) {
     this.log = log;
+    this.deliveries = new Deliveries(
+      init.kafkaTopics,
+      {
+        current: () => (this.closing ? undefined : this.producer),
+        stopping: () => this.stopping,
+        delivered: () => {
+          if (this.brokersUp) return;
+          this.brokersUp = true;
+          this.reportStatus();
+        },
+      },
+      log,
+    );
     this.producer = this.createProducer();
     this.connecting = this.connectLoop();
   }
@@ -144,10 +108,10 @@ export class KafkaProducerRunner {
       this.init.topic as ConstructorParameters<typeof Producer>[1],
     );
     producer.on('event.stats', (ev: { message: string }) => this.onStats(ev.message));
-    producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
+    producer.on('delivery-report', (err, report) => this.deliveries.onReport(err, report));
     producer.on('event.error', (err: LibrdKafkaError) => {
       const code = errorCodeOf(err);
-      const auth = AUTHENTICATION_ERRORS.has(code);
+      const auth = isAuthenticationError(code);
       if (auth) {
         // Wrong credentials or certificates: retrying cannot help until someone fixes them, so
         // say so loudly, and report not ready at once instead of at the next statistics.
@@ -157,17 +121,16 @@ export class KafkaProducerRunner {
       const n = (auth ? this.authErrorLog : this.errorLog).take();
       if (n < 0) return;
       if (auth) {
-        const hint =
-          code === CODES.ERRORS.ERR__SSL
-            ? 'TLS handshake failed; check ssl.ca.location (the broker certificate must be signed by it and issued for the broker host) and, if the broker requires client certificates, ssl.certificate.location and ssl.key.location'
-            : 'check sasl.mechanism, sasl.username and sasl.password';
+        const hint = isTlsError(code)
+          ? 'TLS handshake failed; check ssl.ca.location (the broker certificate must be signed by it and issued for the broker host) and, if the broker requires client certificates, ssl.certificate.location and ssl.key.location'
+          : 'check sasl.mechanism, sasl.username and sasl.password';
         this.log.error(
-          { code: kafkaErrorName(code), suppressed: n },
+          { code: ERROR_CODES.kafkaAuth, kafkaError: kafkaErrorName(code), suppressed: n },
           `kafka authentication failed: ${err.message}: ${hint} in kafka.config`,
         );
       } else {
         this.log.warn(
-          { code: kafkaErrorName(code), suppressed: n },
+          { code: ERROR_CODES.kafkaClient, kafkaError: kafkaErrorName(code), suppressed: n },
           `kafka client error: ${err.message}`,
         );
       }
@@ -177,7 +140,7 @@ export class KafkaProducerRunner {
 
   /** Records produced whose delivery report has not arrived yet. */
   get unconfirmed(): number {
-    return this.inFlight;
+    return this.deliveries.unconfirmed;
   }
 
   get isConnected(): boolean {
@@ -208,7 +171,7 @@ export class KafkaProducerRunner {
   }
 
   private async connectAttempts(): Promise<void> {
-    let delay = RETRY_MIN_MS;
+    let delay = CONNECT_RETRY_MIN_MS;
     for (let attempt = 1; !this.stopping; attempt++) {
       try {
         await new Promise<void>((resolve, reject) => {
@@ -223,11 +186,10 @@ export class KafkaProducerRunner {
         this.log.info({ attempt }, 'kafka producer connected');
         return;
       } catch (cause) {
-        const err = new KafkaConnectError(
+        this.log.warn(
+          { code: ERROR_CODES.kafkaConnect, attempt },
           `kafka producer connect to ${String(this.init.global['bootstrap.servers'] ?? this.init.global['metadata.broker.list'])} failed: ${errorText(cause)}; retrying in ${delay} ms`,
-          { cause },
         );
-        this.log.warn({ code: err.code, attempt }, err.message);
         this.producer = this.createProducer();
       }
       // Interruptible: shutdown() waits for this loop, and must not wait out a backoff.
@@ -239,7 +201,7 @@ export class KafkaProducerRunner {
         };
       });
       this.wakeConnectLoop = undefined;
-      delay = Math.min(delay * 2, RETRY_MAX_MS);
+      delay = Math.min(delay * 2, CONNECT_RETRY_MAX_MS);
     }
   }
 
@@ -262,7 +224,10 @@ export class KafkaProducerRunner {
     if (ready === this.reported) return;
     this.reported = ready;
     if (!ready && this.connected && !this.stopping)
-      this.log.warn('kafka producer has no reachable broker');
+      this.log.warn(
+        { code: ERROR_CODES.kafkaUnreachable },
+        'kafka producer has no reachable broker',
+      );
     this.onStatus(ready);
   }
 
@@ -270,129 +235,7 @@ export class KafkaProducerRunner {
   async handleBatch(buffer: ArrayBuffer): Promise<BatchResult> {
     await this.connecting;
     if (!this.connected) throw new Error('producer is shutting down');
-    return new Promise<BatchResult>((resolve) => {
-      const batch: BatchState = { remaining: 0, delivered: 0, failures: [], resolve };
-      const topics = this.init.kafkaTopics;
-      const count = forEachRecord(buffer, (index, topicIndex, key, value, headers) => {
-        const topic = topics[topicIndex];
-        if (topic === undefined) throw new RangeError(`no kafka topic at index ${topicIndex}`);
-        this.produce({ batch, index, topic, key, value, headers, attempts: 0, awaiting: false });
-      });
-      batch.remaining += count;
-      if (batch.remaining === 0) resolve({ kind: 'batch', delivered: 0, failures: [] });
-    });
-  }
-
-  private produce(rec: InFlight): void {
-    // A retry timer firing during disconnect: left unconfirmed, never acknowledged.
-    if (this.closing) return;
-    rec.attempts++;
-    try {
-      this.producer.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec, rec.headers);
-      rec.awaiting = true;
-      this.inFlight++;
-    } catch (err) {
-      // Shutting down ("Producer not connected"): leave it unconfirmed, never acknowledged.
-      if (this.stopping) return;
-      const code = errorCodeOf(err as LibrdKafkaError);
-      if (isRetriableKafkaError(code)) {
-        // librdkafka's local queue is bounded; a full queue means Kafka is slower than MQTT
-        // right now. Waiting here holds the batch, which holds the window, which stops MQTT.
-        const wait = code === QUEUE_FULL ? QUEUE_FULL_WAIT_MS : RETRY_MIN_MS;
-        setTimeout(() => this.produce(rec), wait).unref();
-        return;
-      }
-      this.fail(rec, code, errorText(err));
-    }
-  }
-
-  /** Produces the next record waiting for an attempt of its own, once none is in flight. */
-  private nextIsolated(): void {
-    if (this.isolating !== undefined) return;
-    const rec = this.isolationQueue.shift();
-    if (rec === undefined) return;
-    this.isolating = rec;
-    rec.isolated = (rec.isolated ?? 0) + 1;
-    // Not flushed on purpose: flush() is a native call that shutdown would have to wait for.
-    // It may still share a request with a record produced within linger.ms; hence the retries.
-    this.produce(rec);
-  }
-
-  private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
-    const rec = report.opaque as InFlight;
-    if (!rec.awaiting) {
-      const n = this.errorLog.take();
-      if (n >= 0) this.log.warn({ suppressed: n }, 'duplicate kafka delivery report ignored');
-      return;
-    }
-    rec.awaiting = false;
-    this.inFlight--;
-    if (rec === this.isolating) {
-      this.isolating = undefined;
-      setImmediate(() => this.nextIsolated());
-    }
-    if (!err) {
-      this.settle(rec.batch, true);
-      if (!this.brokersUp) {
-        this.brokersUp = true;
-        this.reportStatus();
-      }
-      return;
-    }
-    const code = errorCodeOf(err);
-    if (isBatchSizeError(code) && (rec.isolated ?? 0) < ISOLATED_ATTEMPTS && !this.stopping) {
-      // The broker checks the size of a whole record batch, so one oversized record fails every
-      // record librdkafka batched with it. Offer each such record again on its own before
-      // calling it too large: a neighbour must never be skipped or dead-lettered for it.
-      this.isolationQueue.push(rec);
-      this.nextIsolated();
-      return;
-    }
-    if (isRetriableKafkaError(code)) {
-      // Shutting down: leave it unconfirmed (never acknowledged, so the broker redelivers it)
-      // rather than let a retriable error reach a mapping's error policy.
-      if (this.stopping) return;
-      const delay = Math.min(RETRY_MIN_MS * 2 ** Math.min(rec.attempts, 10), RETRY_MAX_MS);
-      const n = this.errorLog.take();
-      if (n >= 0) {
-        this.log.warn(
-          {
-            topic: rec.topic,
-            code: kafkaErrorName(code),
-            attempts: rec.attempts,
-            suppressed: n,
-          },
-          `kafka delivery failed, retrying: ${err.message}`,
-        );
-      }
-      setTimeout(() => this.produce(rec), delay).unref();
-      return;
-    }
-    this.fail(rec, code, err.message);
-  }
-
-  private fail(rec: InFlight, code: number, message: string): void {
-    rec.batch.failures.push({
-      index: rec.index,
-      code,
-      message: `${kafkaErrorName(code)}: ${message}`,
-    });
-    this.settle(rec.batch, false);
-  }
-
-  private settle(batch: BatchState, ok: boolean): void {
-    if (ok) batch.delivered++;
-    if (--batch.remaining === 0) {
-      batch.resolve({ kind: 'batch', delivered: batch.delivered, failures: batch.failures });
-    }
-  }
-
-  /** Resolves once every produced record has its delivery report, or after `boundMs`. */
-  private async reportsSettled(boundMs: number): Promise<void> {
-    const until = performance.now() + boundMs;
-    while (this.inFlight > 0 && performance.now() < until) {
-      await new Promise((r) => setImmediate(r));
-    }
+    return this.deliveries.batch(buffer);
   }
 
   /**
@@ -433,7 +276,7 @@ export class KafkaProducerRunner {
         resolve(false);
       }
     });
-    if (flushed) await this.reportsSettled(REPORTS_AFTER_FLUSH_MS);
+    if (flushed) await this.deliveries.settled(REPORTS_AFTER_FLUSH_MS);
     // The binding's poll() reaches the native client without its lock, and disconnect()
     // deletes that client on a libuv thread: a poll from the interval in between crashed the
     // process (SIGSEGV in rd_kafka_q_serve, SIGABRT on a pure virtual call) or hung it
@@ -451,7 +294,7 @@ export class KafkaProducerRunner {
       }
     });
     this.connected = false;
-    this.log.info({ unconfirmed: this.inFlight }, 'kafka producer disconnected');
+    this.log.info({ unconfirmed: this.deliveries.unconfirmed }, 'kafka producer disconnected');
     return 'closed';
   }
 }

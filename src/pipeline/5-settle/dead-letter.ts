@@ -1,0 +1,28 @@
+import type { RecordHeader } from '../4-kafka-produce/codec';
+import type { PendingRecord } from '../record';
+
+/** The original message, as received, for the dead-letter topic; headers say where it failed. */
+export function deadLetterRecord(
+  r: PendingRecord,
+  mappingName: string,
+  topicIndex: number,
+  reason: string,
+): PendingRecord {
+  const headers: RecordHeader[] = [
+    { key: 'mqtt_topic', value: r.key },
+    { key: 'mqtt_qos', value: Buffer.from(String(r.entry.qos)) },
+    { key: 'mqtt_retain', value: Buffer.from(String(r.entry.retain)) },
+    { key: 'mapping', value: Buffer.from(mappingName) },
+    { key: 'error', value: Buffer.from(reason) },
+  ];
+  return {
+    entry: r.entry,
+    mapping: r.mapping,
+    topicIndex,
+    key: r.key,
+    value: r.payload,
+    payload: r.payload,
+    headers,
+    deadLetter: true,
+  };
+}

@@ -1,0 +1,218 @@
+/**
+ * The way back, per record: Kafka confirmed it (count it down in the window), or refused it
+ * for good, and the mapping's `on_error` policy decides — hold it and stop reading (`stop`),
+ * acknowledge it anyway (`skip`), or send the original to a dead-letter topic (`dead_letter`).
+ * Retriable failures never reach this module: the producer retries those itself.
+ */
+import type { Counter } from 'prom-client';
+import { ERROR_CODES } from '../../errors';
+import type { HistogramChild } from '../../observability/fast-histogram';
+import type { Logger } from '../../observability/logger';
+import { RateLimitedLog } from '../../observability/logger';
+import type { Metrics } from '../../observability/metrics';
+import { kafkaErrorName } from '../4-kafka-produce/kafka-errors';
+import type { BatchResult, RecordFailure } from '../4-kafka-produce/protocol';
+import type { InflightWindow } from '../6-mqtt-ack/window';
+import type { PendingRecord } from '../record';
+import { RetryTimers } from '../retry-timers';
+import { deadLetterRecord } from './dead-letter';
+
+/** What happens to a record Kafka refused permanently (see `on_error` in docs/CONFIG.md). */
+export interface MappingPolicy {
+  readonly name: string;
+  readonly onError: 'stop' | 'skip' | 'dead_letter';
+  /** Index of the dead-letter topic in the producers' topic list (dead_letter only). */
+  readonly deadLetterTopicIndex?: number;
+}
+
+/** How a record goes out again: a dead-letter copy, or a held record offered once more. */
+export interface Resend {
+  /** Appends to the lane's open batch, like any routed record. */
+  add(lane: number, r: PendingRecord): void;
+  /** Queues `batch` as a sealed batch of its own. */
+  retry(lane: number, batch: PendingRecord[]): void;
+}
+
+/** How often a record held by the `stop` policy is offered to Kafka again. */
+export const STOP_RETRY_MS = 30_000;
+
+/**
+ * Why a record was not delivered. Kafka's refusals carry librdkafka's code and are retried under
+ * `stop` (the topic's config or ACLs may change); the forwarder's own payload limit has no Kafka
+ * code and is never retried (the payload will not shrink).
+ */
+export type Refusal =
+  | { readonly origin: 'kafka'; readonly code: number; readonly message: string }
+  | { readonly origin: 'payload_limit'; readonly message: string };
+
+export class Settler {
+  private readonly failureLog = new RateLimitedLog(5_000);
+  // Metric children bound once per mapping: a label lookup per record would cost more.
+  private readonly forwarded: Counter.Internal[];
+  private readonly failed: Counter.Internal[];
+  private readonly skipped: Counter.Internal[];
+  private readonly deadLettered: Counter.Internal[];
+  private readonly latency: HistogramChild[];
+  /** Records confirmed per mapping in the batch being settled; see settle(). */
+  private readonly confirmedCounts: number[];
+  /** Records held by the `stop` policy; reading from MQTT is paused while this is > 0. */
+  private halted = 0;
+  private reason: string | undefined;
+  private readonly timers = new RetryTimers();
+
+  constructor(
+    private readonly window: InflightWindow,
+    private readonly policies: readonly MappingPolicy[],
+    private readonly resend: Resend,
+    private readonly log: Logger,
+    metrics: Metrics,
+  ) {
+    const names = policies.map((p) => p.name);
+    // Every mapping's series exists from the start at 0: a series that first appears at 1 hides
+    // that first increase from rate()/increase(), i.e. the first refusal after a restart.
+    const zeroed = (c: Counter.Internal): Counter.Internal => {
+      c.inc(0);
+      return c;
+    };
+    this.forwarded = names.map((m) => zeroed(metrics.forwarded.labels(m)));
+    this.failed = names.map((m) => zeroed(metrics.failed.labels(m)));
+    this.skipped = names.map((m) => zeroed(metrics.skipped.labels(m)));
+    this.deadLettered = names.map((m) => zeroed(metrics.deadLettered.labels(m)));
+    this.latency = names.map((m) => metrics.latency.labels(m));
+    this.confirmedCounts = names.map(() => 0);
+  }
+
+  /** Why reading is stopped (a held record's refusal), or undefined while nothing is held. */
+  get haltReason(): string | undefined {
+    return this.reason;
+  }
+
+  /** Kafka's answer for a whole batch of `lane`: one final outcome per record. */
+  settle(lane: number, batch: readonly PendingRecord[], result: BatchResult): void {
+    const now = performance.now();
+    const counts = this.confirmedCounts;
+    this.window.settling(() => {
+      if (result.failures.length === 0) {
+        for (const r of batch) this.confirm(r, now);
+      } else {
+        const failures = new Map<number, RecordFailure>(result.failures.map((f) => [f.index, f]));
+        batch.forEach((r, i) => {
+          const f = failures.get(i);
+          if (f) this.refused(lane, r, { origin: 'kafka', code: f.code, message: f.message });
+          else this.confirm(r, now);
+        });
+      }
+    });
+    // Counted per batch: a prom-client inc() per record costs as much as routing the record.
+    for (let m = 0; m < counts.length; m++) {
+      if (counts[m]! > 0) this.forwarded[m]!.inc(counts[m]);
+      counts[m] = 0;
+    }
+  }
+
+  /**
+   * A record the forwarder itself will not send (larger than mqtt.max_payload_bytes): the
+   * mapping's error policy decides, exactly as for a record Kafka refused.
+   */
+  reject(lane: number, r: PendingRecord, reason: string): void {
+    this.refused(lane, r, { origin: 'payload_limit', message: reason });
+  }
+
+  /**
+   * Shutdown: pending retries of held records are cancelled; they stay unacknowledged and the
+   * broker redelivers them.
+   */
+  stopRetries(): void {
+    this.timers.cancelAll();
+  }
+
+  private confirm(r: PendingRecord, now: number): void {
+    if (r.deadLetter) this.deadLettered[r.mapping]!.inc();
+    else {
+      this.confirmedCounts[r.mapping]!++;
+      this.latency[r.mapping]!.observe((now - r.entry.receivedAt) / 1000);
+    }
+    if (r.halted) this.release(r);
+    this.window.confirm(r.entry);
+  }
+
+  private refused(lane: number, r: PendingRecord, f: Refusal): void {
+    const policy = this.policies[r.mapping]!;
+    this.failed[r.mapping]!.inc();
+    // A dead-letter topic that refuses too leaves nothing safe to do but stop.
+    const action = r.deadLetter ? 'stop' : policy.onError;
+    // A flood of refusals must cost a counter each, not a message string and a log line each.
+    const n = this.failureLog.take();
+    if (n >= 0 || (action === 'stop' && !r.halted && this.halted === 0)) {
+      const text = describe(policy.name, r, f, action);
+      if (n >= 0) {
+        this.log.error(
+          {
+            code: ERROR_CODES.kafkaDelivery,
+            origin: f.origin,
+            ...(f.origin === 'kafka' ? { kafkaError: kafkaErrorName(f.code) } : {}),
+            mapping: policy.name,
+            action,
+            suppressed: n,
+          },
+          text,
+        );
+      }
+      if (action === 'stop' && !r.halted && this.halted === 0) this.reason = text;
+    }
+    switch (action) {
+      case 'skip':
+        // Lost on purpose, and said so: logged above, counted here, then acknowledged.
+        this.skipped[r.mapping]!.inc();
+        if (r.halted) this.release(r);
+        this.window.confirm(r.entry);
+        return;
+      case 'dead_letter':
+        this.resend.add(
+          lane,
+          deadLetterRecord(r, policy.name, policy.deadLetterTopicIndex!, f.message),
+        );
+        return;
+      case 'stop':
+        if (!r.halted) this.hold(r);
+        // Over our own payload limit: retrying cannot help; it stays held until a restart with
+        // another limit or policy. Whatever Kafka refused is offered again: its limit, ACLs or
+        // topics may change while we wait.
+        if (f.origin === 'payload_limit') return;
+        this.timers.later(STOP_RETRY_MS, () => this.resend.retry(lane, [r]));
+        return;
+    }
+  }
+
+  /** The first held record stops reading MQTT: nothing behind it may be acknowledged. */
+  private hold(r: PendingRecord): void {
+    r.halted = true;
+    if (++this.halted > 1) return;
+    this.window.pause();
+    this.log.error(
+      { reason: this.reason },
+      'stopped reading MQTT: a message Kafka refuses is held (on_error: stop)',
+    );
+  }
+
+  private release(r: PendingRecord): void {
+    r.halted = false;
+    if (--this.halted > 0) return;
+    this.reason = undefined;
+    this.window.resume();
+    this.log.info('Kafka took the held message; reading MQTT again');
+  }
+}
+
+function describe(
+  mapping: string,
+  r: PendingRecord,
+  f: Refusal,
+  action: MappingPolicy['onError'],
+): string {
+  const what =
+    f.origin === 'kafka'
+      ? `kafka refused a ${r.deadLetter ? 'dead-letter ' : ''}record`
+      : 'message not sent';
+  return `mapping ${mapping}: ${what} (${f.message}); on_error: ${action}`;
+}

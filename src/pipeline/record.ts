@@ -1,0 +1,21 @@
+/**
+ * One Kafka record of one received message for one mapping, from routing until Kafka's answer
+ * is settled. Every stage holds the same object; nothing here is copied per stage.
+ */
+import type { PackedRecord } from './4-kafka-produce/codec';
+import type { WindowEntry } from './6-mqtt-ack/window';
+
+export interface PendingRecord extends PackedRecord {
+  /** The Kafka record key (today the MQTT topic as UTF-8). */
+  readonly key: Buffer;
+  /** The received message this record belongs to; confirming it counts down its `pending`. */
+  readonly entry: WindowEntry;
+  /** Index of the mapping in the config's `forwarding` list. */
+  readonly mapping: number;
+  /** The MQTT payload as received (the value differs with wrap_as_json). */
+  readonly payload: Buffer;
+  /** Set on the copy sent to a dead-letter topic. */
+  readonly deadLetter?: boolean;
+  /** Counted as held while a `stop`-policy retry of this record is pending. */
+  halted?: boolean;
+}

@@ -1,0 +1,126 @@
+/**
+ * Seam: every use of mqtt.js beyond its public API. mqtt.js is pinned to exactly
+ * PINNED_MQTT_VERSION, and test/integration/ack-gate-contract.test.ts checks the installed
+ * version and each behaviour below against a real broker, so an upgrade fails a named test
+ * instead of corrupting acks.
+ *
+ * Relied on (see pipeline/6-mqtt-ack/ack-gate.ts for why):
+ * - `_sendPacket(packet, cb)` writes every outgoing packet; its callback lets mqtt.js read on.
+ * - `handleMessage(packet, cb)` is where a QoS 0 PUBLISH waits before the next is read.
+ * - `_trackIncomingQoS2Publish(id)` enforces the advertised receive maximum on QoS 2 ids.
+ * - `reschedulePing(force)` restarts the keepalive timer.
+ * - `stream` is the socket; writes to it are not seen by mqtt.js.
+ * - `options.reconnectPeriod` is read again before every reconnect attempt.
+ */
+import type { IPublishPacket, MqttClient } from 'mqtt';
+import { DependencyDriftError, ERROR_CODES } from '../errors';
+
+export const PINNED_MQTT_VERSION = '5.16.0';
+
+type SendPacket = (
+  packet: Record<string, unknown>,
+  cb?: (err?: Error) => void,
+  ...rest: unknown[]
+) => void;
+
+interface ClientInternals {
+  _sendPacket: SendPacket;
+  _trackIncomingQoS2Publish: (messageId: number, done: () => void, pump?: unknown) => boolean;
+  _incomingQoS2Ids: Set<number>;
+  reschedulePing: (force?: boolean) => void;
+  handleMessage: (packet: IPublishPacket, cb: (err?: Error) => void) => void;
+  stream?: NodeJS.ReadWriteStream & { destroyed?: boolean };
+}
+
+/** What the ack gate does in place of mqtt.js's own handling. */
+export interface AckInterception {
+  /** mqtt.js is about to write PUBACK or PUBREC; call `done` to let it read on. */
+  onAck(done: () => void): void;
+  /** A QoS 0 PUBLISH was handled; call `done` to let mqtt.js read on. */
+  onQoS0(done: () => void): void;
+}
+
+/** The calls the ack gate makes past mqtt.js's bookkeeping. */
+export interface RawClient {
+  /** Sends a packet through mqtt.js's encoder, bypassing the interception. */
+  send(packet: Record<string, unknown>): void;
+  /** Keeps mqtt.js's keepalive timer from expiring while it does not read. */
+  keepAlive(): void;
+  /** Writes bytes to the socket, or returns false when there is none. */
+  write(bytes: Buffer): boolean;
+}
+
+function internals(client: MqttClient): ClientInternals {
+  const c = client as unknown as ClientInternals;
+  for (const name of [
+    '_sendPacket',
+    '_trackIncomingQoS2Publish',
+    'handleMessage',
+    'reschedulePing',
+  ] as const) {
+    if (typeof c[name] !== 'function') {
+      throw new DependencyDriftError(
+        ERROR_CODES.mqttInternals,
+        `mqtt.js has no ${name}(); the ack gate needs mqtt ${PINNED_MQTT_VERSION} exactly`,
+      );
+    }
+  }
+  if (!(c._incomingQoS2Ids instanceof Set)) {
+    throw new DependencyDriftError(
+      ERROR_CODES.mqttInternals,
+      `mqtt.js has no _incomingQoS2Ids set; need mqtt ${PINNED_MQTT_VERSION}`,
+    );
+  }
+  return c;
+}
+
+/**
+ * Takes over mqtt.js's PUBACK/PUBREC writes and its read continuation, and relaxes its QoS 2
+ * receive-maximum check (the forwarder's window is the real bound). Throws MQTT_INTERNALS when
+ * the installed mqtt.js lacks any of it.
+ */
+export function interceptAcks(client: MqttClient, hooks: AckInterception): RawClient {
+  const c = internals(client);
+  const send = c._sendPacket.bind(client);
+  c._sendPacket = (packet, cb, ...rest) => {
+    if (packet['cmd'] === 'puback' || packet['cmd'] === 'pubrec') {
+      hooks.onAck(() => cb?.());
+      return;
+    }
+    send(packet, cb, ...rest);
+  };
+  c.handleMessage = (packet, cb) => {
+    // QoS 2 reaches handleMessage at PUBREL, when it was already admitted at PUBLISH.
+    if (packet.qos === 0) hooks.onQoS0(() => cb());
+    else cb();
+  };
+  c._trackIncomingQoS2Publish = (messageId) => {
+    c._incomingQoS2Ids.add(messageId);
+    return true;
+  };
+  return {
+    send: (packet) => send(packet),
+    keepAlive: () => c.reschedulePing(true),
+    write: (bytes) => {
+      if (!c.stream) return false;
+      c.stream.write(bytes);
+      return true;
+    },
+  };
+}
+
+/** The client's socket, for a shutdown that must half-close it itself. */
+export function clientStream(
+  client: MqttClient,
+): (NodeJS.ReadWriteStream & { destroyed?: boolean }) | undefined {
+  return (client as unknown as ClientInternals).stream;
+}
+
+/** The delay before mqtt.js's next reconnect attempt; changing it at run time is honoured. */
+export function setReconnectPeriod(client: MqttClient, ms: number): void {
+  client.options.reconnectPeriod = ms;
+}
+
+export function reconnectPeriod(client: MqttClient): number | undefined {
+  return client.options.reconnectPeriod;
+}

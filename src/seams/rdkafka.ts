@@ -1,0 +1,56 @@
+/**
+ * Seam: what the forwarder relies on in the Kafka binding (node-rdkafka as published by
+ * @platformatic/rdkafka) beyond its typed API. Pinned to PINNED_RDKAFKA_VERSION;
+ * test/unit/seam-rdkafka.test.ts checks the installed version and each behaviour below.
+ *
+ * - Delivery reports lose librdkafka's error code: the binding passes only librdkafka's error
+ *   string ("Broker: Message size too large"), which its LibrdKafkaError splits into `origin`
+ *   and a lower-cased `message`, with code -1 (ERR_UNKNOWN). The code is recovered by matching
+ *   that text against librdkafka's own err2str() of every code.
+ * - err2str is reachable only through the binding's internal module `node-rdkafka/librdkafka`.
+ * - CODES.ERRORS names every librdkafka error code.
+ */
+import { CODES } from 'node-rdkafka';
+
+export const PINNED_RDKAFKA_VERSION = '4.1.2';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const binding = require('node-rdkafka/librdkafka') as {
+  err2str(code: number): string;
+  librdkafkaVersion: string;
+};
+
+/** librdkafka's error codes by name (negative: client-side, positive: broker). */
+export const KAFKA_ERRORS = CODES.ERRORS;
+
+/** The librdkafka version the binding was built with. */
+export const LIBRDKAFKA_VERSION: string = binding.librdkafkaVersion;
+
+let byText: Map<string, number> | undefined;
+
+/** The librdkafka code of an error the binding handed over, by code or, failing that, by text. */
+export function errorCodeOf(err: { code?: unknown; message?: string; origin?: string }): number {
+  if (typeof err.code === 'number' && err.code !== KAFKA_ERRORS.ERR_UNKNOWN) return err.code;
+  byText ??= new Map(
+    Object.values(KAFKA_ERRORS).map(
+      (code) => [binding.err2str(code).toLowerCase(), code] as [string, number],
+    ),
+  );
+  const text = `${err.origin ?? ''}: ${err.message ?? ''}`.toLowerCase();
+  return (
+    byText.get(text) ?? byText.get((err.message ?? '').toLowerCase()) ?? KAFKA_ERRORS.ERR_UNKNOWN
+  );
+}
+
+let byCode: Map<number, string> | undefined;
+
+/** Readable name of a librdkafka error code, for logs and failure reports. */
+export function kafkaErrorName(code: number): string {
+  if (byCode === undefined) {
+    byCode = new Map();
+    // Some codes have two names (aliases); the first listed is librdkafka's own.
+    for (const [name, value] of Object.entries(KAFKA_ERRORS))
+      if (!byCode.has(value)) byCode.set(value, name);
+  }
+  return byCode.get(code) ?? `ERR_${code}`;
+}
