@@ -19,7 +19,7 @@ export interface WorkerInit {
 }
 
 /**
- * One batch of records for one producer, packed into a single ArrayBuffer (see worker/codec.ts)
+ * One batch of records for one producer, packed into a single ArrayBuffer (see codec.ts)
  * so that it crosses the thread boundary as one transfer instead of N structured clones.
  */
 export interface BatchTask {

@@ -190,7 +190,7 @@ export class Settler {
     if (++this.halted > 1) return;
     this.window.pause();
     this.log.error(
-      { reason: this.reason },
+      { code: ERROR_CODES.mappingHalted, reason: this.reason },
       'stopped reading MQTT: a message Kafka refuses is held (on_error: stop)',
     );
   }
