@@ -9,9 +9,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { KafkaSink } from './kafka-consumer';
-import { PUBLISHER_CLIENTS } from './publisher';
-import type { PublisherClient } from './publisher';
+import { KafkaSink } from './measure/kafka-consumer';
+import { PUBLISHER_CLIENTS } from './load/publisher';
+import type { PublisherClient } from './load/publisher';
 import { formatReport, runBenchmark } from './run';
 
 function int(min: number, max = Number.MAX_SAFE_INTEGER) {

@@ -19,18 +19,18 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { publisherOption } from './cli';
-import { writeBenchmarksDoc } from './docs-writer';
-import { collectEnvironment } from './environment';
-import type { Environment } from './environment';
-import { REPO_ROOT, ForwarderUnderTest } from './forwarder-process';
-import { KafkaSink } from './kafka-consumer';
-import type { PublisherClient } from './publisher';
+import { writeBenchmarksDoc } from './report/docs-writer';
+import { collectEnvironment } from './system/environment';
+import type { Environment } from './system/environment';
+import { REPO_ROOT, ForwarderUnderTest } from './system/forwarder-process';
+import { KafkaSink } from './measure/kafka-consumer';
+import type { PublisherClient } from './load/publisher';
 import { formatReport, runBenchmark } from './run';
 import type { RunResult } from './run';
-import type { KafkaCeilingResult } from '../native-bench/kafka-ceiling';
-import { mqttCeilingPlotName } from '../native-bench/mqtt-ceiling';
-import type { MqttCeiling, PublisherCeiling } from '../native-bench/mqtt-ceiling';
-import type { DispatchResult } from '../native-bench/dispatch';
+import type { KafkaCeilingResult } from './ceilings/kafka-ceiling';
+import { mqttCeilingPlotName } from './ceilings/mqtt-ceiling';
+import type { MqttCeiling, PublisherCeiling } from './ceilings/mqtt-ceiling';
+import type { DispatchResult } from './ceilings/dispatch';
 
 export interface Cell {
   readonly name: string;
@@ -425,7 +425,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       '--timeout',
       String(o.timeout),
     ];
-    const nb = path.join(REPO_ROOT, 'build', 'native-bench', 'cli.js');
+    const nb = path.join(REPO_ROOT, 'build', 'benchmark', 'native-bench.js');
     const qosList = [...new Set(o.qos)].join(',');
     const ceilingRuns: [string, string[], (stdout: string) => void][] = o.ceilings
       ? [

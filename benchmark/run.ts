@@ -7,19 +7,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { decodePayload, unwrapJson } from './payload';
-import { renderPlot } from './plot';
-import type { PlotPanel } from './plot';
-import { MachineSampler, ProcSampler } from './proc-sampler';
-import type { MachineSummary, ProcSummary } from './proc-sampler';
-import { Progress } from './progress';
-import { Publisher } from './publisher';
-import type { PublisherClient, PublisherConfig, PublisherResult } from './publisher';
+import { decodePayload, unwrapJson } from './load/payload';
+import { renderPlot } from './report/plot';
+import type { PlotPanel } from './report/plot';
+import { MachineSampler, ProcSampler } from './measure/proc-sampler';
+import type { MachineSummary, ProcSummary } from './measure/proc-sampler';
+import { Progress } from './report/progress';
+import { Publisher } from './load/publisher';
+import type { PublisherClient, PublisherConfig, PublisherResult } from './load/publisher';
 import type { Sink, SinkInfo } from './sink';
-import { fmtInt, fmtMs, latencies, series, summarize, throughput } from './stats';
-import type { LatencySummary, Series, Throughput } from './stats';
-import { Tracker } from './tracker';
-import type { ReceiptCounts } from './tracker';
+import { fmtInt, fmtMs, latencies, series, summarize, throughput } from './measure/stats';
+import type { LatencySummary, Series, Throughput } from './measure/stats';
+import { Tracker } from './measure/tracker';
+import type { ReceiptCounts } from './measure/tracker';
 
 export interface RunOptions {
   readonly label: string;

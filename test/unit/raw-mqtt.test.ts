@@ -14,8 +14,8 @@ import {
   publishSize,
   writePublish,
   writePubrel,
-} from '../../benchmark/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../../benchmark/raw-mqtt';
+} from '../../benchmark/load/raw-mqtt';
+import type { ProtocolVersion, QoS } from '../../benchmark/load/raw-mqtt';
 import { decodeAll, generate, listenLocal } from '../helpers/mqtt-codec';
 
 function publish(topic: string, qos: QoS, v: ProtocolVersion, id: number, payload: Buffer) {

@@ -13,9 +13,9 @@ import {
   writePuback,
   writePubcomp,
   writePubrec,
-} from '../../benchmark/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../../benchmark/raw-mqtt';
-import { RawSubscriberSink } from '../../native-bench/raw-subscriber';
+} from '../../benchmark/load/raw-mqtt';
+import type { ProtocolVersion, QoS } from '../../benchmark/load/raw-mqtt';
+import { RawSubscriberSink } from '../../benchmark/ceilings/raw-subscriber';
 import { decodeAll, generate, listenLocal } from '../helpers/mqtt-codec';
 
 interface Seen {

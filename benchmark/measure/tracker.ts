@@ -3,7 +3,7 @@
  * topic, and when. Memory is fixed at start (about 17 bytes per message), so a run of 1M
  * messages costs 17 MB whatever arrives.
  */
-import type { DecodedPayload } from './payload';
+import type { DecodedPayload } from '../load/payload';
 
 export interface ReceiptCounts {
   /** Records of this run, duplicates included. */

@@ -2,7 +2,7 @@
  * Piscina worker for the dispatch round-trip bench: touches every record (as the producer
  * worker would before produce()) and answers with the count, so only the crossing is measured.
  */
-import { forEachRecord } from '../src/worker/codec';
+import { forEachRecord } from '../../src/worker/codec';
 import type { DispatchTask } from './dispatch';
 
 export default function run(task: DispatchTask): number {

@@ -11,12 +11,12 @@
  */
 import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
-import { nowMs } from '../benchmark/payload';
-import { Publisher } from '../benchmark/publisher';
-import type { PublisherClient, PublisherConfig } from '../benchmark/publisher';
-import { runBenchmark } from '../benchmark/run';
-import type { RunOptions, RunResult } from '../benchmark/run';
-import type { Sink, SinkInfo } from '../benchmark/sink';
+import { nowMs } from '../load/payload';
+import { Publisher } from '../load/publisher';
+import type { PublisherClient, PublisherConfig } from '../load/publisher';
+import { runBenchmark } from '../run';
+import type { RunOptions, RunResult } from '../run';
+import type { Sink, SinkInfo } from '../sink';
 import { RawSubscriberSink } from './raw-subscriber';
 
 /** The MQTT-only ceiling's subscriber: `mqttjs` (bare mqtt.js) or `raw` (raw-subscriber.ts). */

@@ -9,9 +9,9 @@
  */
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { packBatch } from '../src/worker/codec';
-import type { PackedRecord } from '../src/worker/codec';
-import { encodePayload, payloadTemplate } from '../benchmark/payload';
+import { packBatch } from '../../src/worker/codec';
+import type { PackedRecord } from '../../src/worker/codec';
+import { encodePayload, payloadTemplate } from '../load/payload';
 
 export type DispatchMode = 'transfer' | 'clone-copies' | 'clone-views';
 

@@ -5,17 +5,17 @@
  * running src/worker/entry.ts, one producer per worker). The producer settings come from the
  * engine's config schema and buildProducerConfig, so they are exactly the forwarder's defaults.
  */
-import { buildProducerConfig } from '../src/config/kafka';
-import { configSchema } from '../src/config/schema';
-import { InlineLanes, WorkerLanes } from '../src/dispatch/lanes';
-import type { ProducerLanes } from '../src/dispatch/lanes';
-import { createLogger } from '../src/observability/logger';
-import type { WorkerInit } from '../src/types';
-import { packBatch } from '../src/worker/codec';
-import type { PackedRecord } from '../src/worker/codec';
-import { ensureTopic } from '../benchmark/kafka-consumer';
-import { encodePayload, nowMs, payloadTemplate } from '../benchmark/payload';
-import { percentile } from '../benchmark/stats';
+import { buildProducerConfig } from '../../src/config/kafka';
+import { configSchema } from '../../src/config/schema';
+import { InlineLanes, WorkerLanes } from '../../src/dispatch/lanes';
+import type { ProducerLanes } from '../../src/dispatch/lanes';
+import { createLogger } from '../../src/observability/logger';
+import type { WorkerInit } from '../../src/types';
+import { packBatch } from '../../src/worker/codec';
+import type { PackedRecord } from '../../src/worker/codec';
+import { ensureTopic } from '../measure/kafka-consumer';
+import { encodePayload, nowMs, payloadTemplate } from '../load/payload';
+import { percentile } from '../measure/stats';
 
 export interface KafkaCeilingOptions {
   readonly host: string;

@@ -11,22 +11,22 @@
  * `--json` prints one JSON line (last line of stdout) instead of the table.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { publisherOption } from '../benchmark/cli';
-import type { PublisherClient } from '../benchmark/publisher';
-import { clientName } from '../benchmark/run';
-import { fmtInt, fmtMs } from '../benchmark/stats';
-import { formatReport } from '../benchmark/run';
-import { dispatchBench } from './dispatch';
-import type { DispatchMode } from './dispatch';
-import { kafkaCeiling } from './kafka-ceiling';
-import type { KafkaCeilingResult } from './kafka-ceiling';
+import { publisherOption } from './cli';
+import type { PublisherClient } from './load/publisher';
+import { clientName } from './run';
+import { fmtInt, fmtMs } from './measure/stats';
+import { formatReport } from './run';
+import { dispatchBench } from './ceilings/dispatch';
+import type { DispatchMode } from './ceilings/dispatch';
+import { kafkaCeiling } from './ceilings/kafka-ceiling';
+import type { KafkaCeilingResult } from './ceilings/kafka-ceiling';
 import {
   SUBSCRIBER_CLIENTS,
   mqttCeiling,
   mqttCeilingPlotName,
   publisherCeiling,
-} from './mqtt-ceiling';
-import type { MqttCeiling, PublisherCeiling, SubscriberClient } from './mqtt-ceiling';
+} from './ceilings/mqtt-ceiling';
+import type { MqttCeiling, PublisherCeiling, SubscriberClient } from './ceilings/mqtt-ceiling';
 
 function intList(min: number, max: number) {
   return (v: string): number[] =>

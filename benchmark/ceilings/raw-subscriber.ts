@@ -10,7 +10,7 @@
  * broker's window is never held up by waiting.
  */
 import net from 'node:net';
-import { nowMs } from '../benchmark/payload';
+import { nowMs } from '../load/payload';
 import {
   ACK_BYTES,
   CONNACK,
@@ -33,9 +33,9 @@ import {
   writePuback,
   writePubcomp,
   writePubrec,
-} from '../benchmark/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../benchmark/raw-mqtt';
-import type { Sink, SinkInfo } from '../benchmark/sink';
+} from '../load/raw-mqtt';
+import type { ProtocolVersion, QoS } from '../load/raw-mqtt';
+import type { Sink, SinkInfo } from '../sink';
 
 export const RAW_SUBSCRIBER_NAME = 'raw subscriber';
 

@@ -4,11 +4,11 @@
  * across regenerations.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import type { CellResult, MatrixResult } from './run-matrix';
-import { mqttCeilingPlotName } from '../native-bench/mqtt-ceiling';
-import type { SubscriberClient } from '../native-bench/mqtt-ceiling';
-import type { SinkInfo } from './sink';
-import { fmtInt, fmtMs } from './stats';
+import type { CellResult, MatrixResult } from '../run-matrix';
+import { mqttCeilingPlotName } from '../ceilings/mqtt-ceiling';
+import type { SubscriberClient } from '../ceilings/mqtt-ceiling';
+import type { SinkInfo } from '../sink';
+import { fmtInt, fmtMs } from '../measure/stats';
 
 const NOTES_BEGIN = '<!-- notes:begin -->';
 const NOTES_END = '<!-- notes:end -->';
