@@ -3,7 +3,7 @@
  * worker would before produce()) and answers with the count, so only the crossing is measured.
  */
 import { forEachRecord } from '../../src/worker/codec';
-import type { DispatchTask } from './dispatch';
+import type { DispatchTask } from '../types';
 
 export default function run(task: DispatchTask): number {
   if (task.kind === 'packed') {

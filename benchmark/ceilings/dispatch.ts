@@ -12,28 +12,7 @@ import { Piscina } from 'piscina';
 import { packBatch } from '../../src/worker/codec';
 import type { PackedRecord } from '../../src/worker/codec';
 import { encodePayload, payloadTemplate } from '../load/payload';
-
-export type DispatchMode = 'transfer' | 'clone-copies' | 'clone-views';
-
-export type DispatchTask =
-  | { readonly kind: 'packed'; readonly buffer: ArrayBuffer }
-  | {
-      readonly kind: 'records';
-      readonly records: readonly { key: Uint8Array; value: Uint8Array }[];
-    };
-
-export interface DispatchResult {
-  readonly mode: DispatchMode;
-  readonly batchSize: number;
-  readonly batches: number;
-  readonly records: number;
-  /** Wall time per batch with `inflight` batches outstanding (so: the throughput cost). */
-  readonly usPerBatch: number;
-  readonly usPerRecord: number;
-  readonly recordsPerS: number;
-  /** Main thread busy fraction (packing or cloning happens there). */
-  readonly mainBusy: number;
-}
+import type { DispatchMode, DispatchResult, DispatchTask } from '../types';
 
 /** Socket reads as mqtt.js sees them: records are views into 64 KB chunks. */
 function recordsInChunks(n: number, payloadSize: number): PackedRecord[] {

@@ -16,6 +16,7 @@ import type { PackedRecord } from '../../src/worker/codec';
 import { ensureTopic } from '../measure/kafka-consumer';
 import { encodePayload, nowMs, payloadTemplate } from '../load/payload';
 import { percentile } from '../measure/stats';
+import type { KafkaCeilingResult } from '../types';
 
 export interface KafkaCeilingOptions {
   readonly host: string;
@@ -32,22 +33,6 @@ export interface KafkaCeilingOptions {
   readonly timeoutMs: number;
   /** Extra librdkafka properties (kafka.config). */
   readonly kafkaConfig?: Record<string, string | number | boolean>;
-}
-
-export interface KafkaCeilingResult {
-  readonly workers: number;
-  readonly mode: string;
-  readonly messages: number;
-  readonly delivered: number;
-  readonly failed: number;
-  readonly msgS: number;
-  readonly durationS: number;
-  /** Submit → result of one batch, ms. */
-  readonly batchP50Ms: number;
-  readonly batchP99Ms: number;
-  /** Main thread busy fraction while producing (packing, dispatch, results). */
-  readonly mainBusy: number;
-  readonly timedOut: boolean;
 }
 
 /**

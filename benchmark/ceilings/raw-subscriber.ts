@@ -34,8 +34,7 @@ import {
   writePubcomp,
   writePubrec,
 } from '../load/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../load/raw-mqtt';
-import type { Sink, SinkInfo } from '../sink';
+import type { ProtocolVersion, QoS, Sink, SinkInfo } from '../types';
 
 export const RAW_SUBSCRIBER_NAME = 'raw subscriber';
 

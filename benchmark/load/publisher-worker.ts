@@ -9,7 +9,7 @@ import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { encodePayload, nowMs, payloadTemplate, writePayload } from './payload';
 import { threadCpuS } from '../measure/proc-sampler';
-import type { PublisherConfig, PublisherMessage } from './publisher';
+import type { PublisherConfig, PublisherMessage } from '../types';
 import { RawMqttPublisher, encodeTopic } from './raw-mqtt';
 
 const cfg = workerData as PublisherConfig;

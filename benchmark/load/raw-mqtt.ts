@@ -18,9 +18,7 @@
  * the caller's back.
  */
 import net from 'node:net';
-
-export type ProtocolVersion = 4 | 5;
-export type QoS = 0 | 1 | 2;
+import type { ProtocolVersion, QoS } from '../types';
 
 /** Packet types (MQTT 3.1.1 §2.2.1, 5.0 §2.1.2). */
 export const CONNECT = 1;

@@ -4,11 +4,9 @@
  * across regenerations.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import type { CellResult, MatrixResult } from '../run-matrix';
-import { mqttCeilingPlotName } from '../ceilings/mqtt-ceiling';
-import type { SubscriberClient } from '../ceilings/mqtt-ceiling';
-import type { SinkInfo } from '../sink';
-import { fmtInt, fmtMs } from '../measure/stats';
+import type { CellResult, MatrixResult, SinkInfo, SubscriberClient } from '../types';
+import { fmtInt, fmtMs } from './format';
+import { mqttCeilingPlotName } from './plot';
 
 const NOTES_BEGIN = '<!-- notes:begin -->';
 const NOTES_END = '<!-- notes:end -->';

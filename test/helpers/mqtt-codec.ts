@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
-import type { ProtocolVersion } from '../../benchmark/load/raw-mqtt';
+import type { ProtocolVersion } from '../../benchmark/types';
 
 /** Every packet in `bytes`; throws the parser's error if any part is malformed. */
 export function decodeAll(bytes: Buffer, protocolVersion: ProtocolVersion): Packet[] {

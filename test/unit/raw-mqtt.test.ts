@@ -15,7 +15,7 @@ import {
   writePublish,
   writePubrel,
 } from '../../benchmark/load/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../../benchmark/load/raw-mqtt';
+import type { ProtocolVersion, QoS } from '../../benchmark/types';
 import { decodeAll, generate, listenLocal } from '../helpers/mqtt-codec';
 
 function publish(topic: string, qos: QoS, v: ProtocolVersion, id: number, payload: Buffer) {

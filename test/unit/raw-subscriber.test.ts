@@ -14,7 +14,7 @@ import {
   writePubcomp,
   writePubrec,
 } from '../../benchmark/load/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../../benchmark/load/raw-mqtt';
+import type { ProtocolVersion, QoS } from '../../benchmark/types';
 import { RawSubscriberSink } from '../../benchmark/ceilings/raw-subscriber';
 import { decodeAll, generate, listenLocal } from '../helpers/mqtt-codec';
 
