@@ -9,8 +9,8 @@
  */
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { packBatch } from '../../src/worker/codec';
-import type { PackedRecord } from '../../src/worker/codec';
+import { packBatch } from '../engine';
+import type { PackedRecord } from '../engine';
 import { encodePayload, payloadTemplate } from '../load/payload';
 import type { DispatchMode, DispatchResult, DispatchTask } from '../types';
 
@@ -47,7 +47,7 @@ export async function dispatchBench(opts: {
   readonly inflight: number;
   readonly timeoutMs: number;
 }): Promise<DispatchResult[]> {
-  // The engine's pool settings (src/dispatch/lanes.ts), one worker.
+  // The engine's pool settings (WorkerLanes), one worker.
   const pool = new Piscina({
     filename: path.join(__dirname, 'dispatch-worker.js'),
     minThreads: 1,

@@ -1,20 +1,21 @@
 /**
  * Kafka-only ceiling: the engine's own producer path without MQTT. Records are packed with the
  * engine's batch codec and handed to the engine's ProducerLanes: InlineLanes (the
- * KafkaProducerRunner on this thread, `dispatch.workers: 0`) or WorkerLanes (the Piscina pool
- * running src/worker/entry.ts, one producer per worker). The producer settings come from the
+ * KafkaProducerRunner on this thread, `dispatch.workers: 0`) or WorkerLanes (the engine's Piscina
+ * pool of producer workers, one producer per worker). The producer settings come from the
  * engine's config schema and buildProducerConfig, so they are exactly the forwarder's defaults.
  */
-import { buildProducerConfig } from '../../src/config/kafka';
-import { configSchema } from '../../src/config/schema';
-import { InlineLanes, WorkerLanes } from '../../src/dispatch/lanes';
-import type { ProducerLanes } from '../../src/dispatch/lanes';
-import { createLogger } from '../../src/observability/logger';
-import type { WorkerInit } from '../../src/types';
-import { packBatch } from '../../src/worker/codec';
-import type { PackedRecord } from '../../src/worker/codec';
-import { ensureTopic } from '../measure/kafka-consumer';
+import {
+  InlineLanes,
+  WorkerLanes,
+  buildProducerConfig,
+  configSchema,
+  createLogger,
+  packBatch,
+} from '../engine';
+import type { PackedRecord, ProducerLanes, WorkerInit } from '../engine';
 import { encodePayload, nowMs, payloadTemplate } from '../load/payload';
+import { ensureTopic } from '../measure/kafka-consumer';
 import { percentile } from '../measure/stats';
 import type { KafkaCeilingResult } from '../types';
 
