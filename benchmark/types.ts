@@ -243,7 +243,7 @@ export interface RunResult {
 // ---------------------------------------------------------------------------------------------
 // The ceilings (ceilings/, `npm run native-bench`)
 
-/** The MQTT-only ceiling's subscriber: `mqttjs` (bare mqtt.js) or `raw` (raw-subscriber.ts). */
+/** The MQTT-only ceiling's subscriber: `mqttjs` (a bare mqtt.js client) or `raw` (ceilings/). */
 export type SubscriberClient = 'mqttjs' | 'raw';
 export const SUBSCRIBER_CLIENTS: readonly SubscriberClient[] = ['mqttjs', 'raw'];
 
