@@ -8,41 +8,12 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { KafkaSink } from './kafka-consumer';
-import { PUBLISHER_CLIENTS } from './publisher';
-import type { PublisherClient } from './publisher';
-import { formatReport, runBenchmark } from './run';
-
-function int(min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (v: string): number => {
-    const n = Number(v.replace(/_/g, ''));
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
-    }
-    return n;
-  };
-}
-
-export function protocolOf(v: string): 4 | 5 {
-  if (v === '5') return 5;
-  if (v === '3.1.1' || v === '4') return 4;
-  throw new InvalidArgumentError("expected 5 or '3.1.1'");
-}
-
-/** `--publisher`, shared by benchmark, native-bench and run-matrix. */
-export function publisherOption(): Option {
-  return new Option('--publisher <client>', 'MQTT client of the load generator')
-    .choices(PUBLISHER_CLIENTS)
-    .default('raw');
-}
-
-function hostPort(v: string, what: string): { host: string; port: number } {
-  const i = v.lastIndexOf(':');
-  const port = Number(v.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port)) throw new InvalidArgumentError(`${what}: host:port`);
-  return { host: v.slice(0, i), port };
-}
+import { Command } from 'commander';
+import { KafkaSink } from './measure/kafka-consumer';
+import { hostPort, int, protocolOf, publisherOption } from './options';
+import { formatReport } from './report/format';
+import { runBenchmark } from './run';
+import type { ProtocolVersion, PublisherClient, QoS } from './types';
 
 interface CliOptions {
   messages: number;
@@ -51,7 +22,7 @@ interface CliOptions {
   wrappedPayload: boolean;
   payloadSize: number;
   topics: number;
-  protocol: 4 | 5;
+  protocol: ProtocolVersion;
   connections: number;
   window: number;
   publisher: PublisherClient;
@@ -81,7 +52,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('-w, --wrapped-payload', 'Kafka values are wrap_as_json wrappers: unwrap first', false)
     .option('-s, --payload-size <bytes>', 'payload size (at least 24)', int(24), 100)
     .option('-t, --topics <n>', 'spread over n MQTT topics <mqtt-topic>/0..n-1', int(1, 65535), 1)
-    .option('--protocol <v>', "MQTT protocol version: 5 or '3.1.1'", protocolOf, 5 as 4 | 5)
+    .option(
+      '--protocol <v>',
+      "MQTT protocol version: 5 or '3.1.1'",
+      protocolOf,
+      5 as ProtocolVersion,
+    )
     .option('--connections <n>', 'publisher connections (topics are split between them)', int(1), 1)
     .option('--window <n>', 'publishes in flight per connection', int(1, 65535), 1000)
     .addOption(publisherOption())
@@ -107,7 +83,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     {
       label: o.label,
       messages: o.messages,
-      qos: o.qos as 0 | 1 | 2,
+      qos: o.qos as QoS,
       rate: o.msgRate,
       wrapped: o.wrappedPayload,
       payloadSize: o.payloadSize,

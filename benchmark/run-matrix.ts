@@ -13,82 +13,33 @@
  * Every run is bounded (--timeout per run, --idle-timeout for a stalled drain); a missing
  * message is reported lost, never waited for forever.
  */
-import { execFile, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { publisherOption } from './cli';
-import { writeBenchmarksDoc } from './docs-writer';
-import { collectEnvironment } from './environment';
-import type { Environment } from './environment';
-import { REPO_ROOT, ForwarderUnderTest } from './forwarder-process';
-import { KafkaSink } from './kafka-consumer';
-import type { PublisherClient } from './publisher';
-import { formatReport, runBenchmark } from './run';
-import type { RunResult } from './run';
-import type { KafkaCeilingResult } from '../native-bench/kafka-ceiling';
-import { mqttCeilingPlotName } from '../native-bench/mqtt-ceiling';
-import type { MqttCeiling, PublisherCeiling } from '../native-bench/mqtt-ceiling';
-import type { DispatchResult } from '../native-bench/dispatch';
-
-export interface Cell {
-  readonly name: string;
-  readonly qos: 0 | 1 | 2;
-  readonly wrapped: boolean;
-  /** undefined: the engine's default worker count. */
-  readonly workers?: number;
-  readonly rate: number;
-  /** Forwarder config overrides, dotted path → value. */
-  readonly set: Record<string, unknown>;
-  readonly note?: string;
-}
-
-export interface CellResult {
-  readonly cell: Cell;
-  readonly result?: RunResult;
-  readonly error?: string;
-  readonly forwarderExit?: { code: number | null; signal: string | null; ms: number };
-  readonly forwarderLog?: string;
-}
-
-export interface MatrixResult {
-  readonly tool: 'mkf-bench-matrix';
-  readonly startedAt: string;
-  readonly finishedAt: string;
-  readonly wallS: number;
-  readonly command: string;
-  readonly environment: Environment;
-  readonly settings: {
-    readonly messages: number;
-    readonly ceilingMessages: number;
-    readonly payloadSize: number;
-    readonly topics: number;
-    readonly protocol: string;
-    readonly connections: number;
-    readonly window: number;
-    /** The load generator's MQTT client, for the ceilings and every cell. */
-    readonly publisher: PublisherClient;
-    readonly set: Record<string, unknown>;
-    readonly mqtt: string;
-    readonly kafka: string;
-    readonly brokerNotes: readonly string[];
-  };
-  readonly ceilings: Ceilings;
-  readonly cells: CellResult[];
-  readonly resultsDir: string;
-}
-
-export interface Ceilings {
-  publisher?: PublisherCeiling[];
-  /** MQTT-only with the bare mqtt.js subscriber (one PUBACK write per message). */
-  mqtt?: MqttCeiling[];
-  /** MQTT-only with the raw subscriber (one ack write per read): the ceiling targets use. */
-  mqttRaw?: MqttCeiling[];
-  kafka?: KafkaCeilingResult[];
-  dispatch?: DispatchResult[];
-  readonly errors: string[];
-}
+import { KafkaSink } from './measure/kafka-consumer';
+import { int, intList, publisherOption } from './options';
+import { writeBenchmarksDoc } from './report/docs-writer';
+import { formatReport } from './report/format';
+import { mqttCeilingPlotName } from './report/plot';
+import { runBenchmark } from './run';
+import { collectEnvironment } from './system/environment';
+import { REPO_ROOT, ForwarderUnderTest } from './system/forwarder-process';
+import { brokerPids, stack } from './system/stack';
+import type {
+  Cell,
+  CellResult,
+  Ceilings,
+  DispatchResult,
+  KafkaCeilingResult,
+  MatrixResult,
+  MqttCeiling,
+  PublisherCeiling,
+  PublisherClient,
+  QoS,
+  RunResult,
+} from './types';
 
 interface Opts {
   messages: number;
@@ -133,20 +84,6 @@ const KAFKA_BENCH_PROPS = [
   '',
 ].join('\n');
 
-function intList(min: number, max: number) {
-  return (v: string): number[] =>
-    v === ''
-      ? []
-      : v.split(',').map((s) => {
-          const n = Number(s.trim().replace(/_/g, ''));
-          if (!Number.isInteger(n) || n < min || n > max) {
-            throw new InvalidArgumentError(`expected integers from ${min} to ${max}`);
-          }
-          return n;
-        });
-}
-
-const int = (min: number) => (v: string) => intList(min, Number.MAX_SAFE_INTEGER)(v)[0]!;
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** `a.b=c` → ['a.b', parsed c] (YAML scalar: numbers and booleans come out typed). */
@@ -174,7 +111,7 @@ function shortValue(v: unknown): string {
 export function planCells(o: Opts): Cell[] {
   const cells: Cell[] = [];
   const base = { rate: o.msgRate, set: {} };
-  for (const qos of o.qos as (0 | 1 | 2)[]) {
+  for (const qos of o.qos as QoS[]) {
     for (const w of o.wrap) {
       const wrapped = w === 'on';
       cells.push({ ...base, name: `qos${qos}-${wrapped ? 'wrapped' : 'raw'}`, qos, wrapped });
@@ -243,37 +180,6 @@ function lastJson<T>(stdout: string): T {
     .find((l) => l.startsWith('{"kind"'));
   if (!line) throw new Error(`no result line in output:\n${stdout.slice(-2000)}`);
   return (JSON.parse(line) as { results: T }).results;
-}
-
-function stack(cmd: string, env: NodeJS.ProcessEnv): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(path.join(REPO_ROOT, 'scripts', 'stack'), [cmd], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, out });
-    });
-  });
-}
-
-/** mosquitto and Kafka of the stack, for the CPU breakdown (absent ones are left out). */
-function brokerPids(stackDir: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const name of ['mosquitto', 'kafka']) {
-    try {
-      const pid = Number(readFileSync(path.join(stackDir, `${name}.pid`), 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0) out[name] = pid;
-    } catch {
-      // not running from this state folder
-    }
-  }
-  return out;
 }
 
 function log(msg: string): void {
@@ -425,7 +331,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       '--timeout',
       String(o.timeout),
     ];
-    const nb = path.join(REPO_ROOT, 'build', 'native-bench', 'cli.js');
+    const nb = path.join(REPO_ROOT, 'build', 'benchmark', 'native-bench.js');
     const qosList = [...new Set(o.qos)].join(',');
     const ceilingRuns: [string, string[], (stdout: string) => void][] = o.ceilings
       ? [

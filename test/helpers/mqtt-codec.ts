@@ -1,24 +1,16 @@
 /**
- * mqtt-packet (mqtt.js's own codec) as the independent check of the benchmark's raw MQTT bytes,
- * both ways: what our encoders write must decode, and what it generates our parsers must read.
+ * mqtt-packet (mqtt.js's own codec) as the independent check of the benchmark's hand-written MQTT
+ * bytes, both ways: what our encoders write must decode, and what it generates our parsers must
+ * read. `decodeAll` is the benchmark's own mqtt-packet call, the one it decodes its connection's
+ * control packets with.
  */
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
-import type { ProtocolVersion } from '../../benchmark/raw-mqtt';
+import type { ProtocolVersion } from '../../benchmark/types';
 
-/** Every packet in `bytes`; throws the parser's error if any part is malformed. */
-export function decodeAll(bytes: Buffer, protocolVersion: ProtocolVersion): Packet[] {
-  const parser = mqttPacket.parser({ protocolVersion });
-  const out: Packet[] = [];
-  let failure: Error | undefined;
-  parser.on('packet', (p) => out.push(p));
-  parser.on('error', (e) => (failure = e));
-  parser.parse(bytes);
-  if (failure) throw failure;
-  return out;
-}
+export { decodeAll } from '../../benchmark/load/raw-mqtt';
 
 export function generate(packet: Packet, protocolVersion: ProtocolVersion): Buffer {
   return mqttPacket.generate(packet, { protocolVersion });

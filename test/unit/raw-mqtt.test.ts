@@ -8,14 +8,17 @@ import {
   PINGREQ_PACKET,
   RawMqttPublisher,
   SLAB_BYTES,
+  connackRefusal,
   decodeConnack,
+  describeDisconnect,
   encodeConnect,
+  encodeSubscribe,
   encodeTopic,
   publishSize,
   writePublish,
   writePubrel,
-} from '../../benchmark/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../../benchmark/raw-mqtt';
+} from '../../benchmark/load/raw-mqtt';
+import type { ProtocolVersion, QoS } from '../../benchmark/types';
 import { decodeAll, generate, listenLocal } from '../helpers/mqtt-codec';
 
 function publish(topic: string, qos: QoS, v: ProtocolVersion, id: number, payload: Buffer) {
@@ -93,7 +96,10 @@ test('topic names with wildcards or empty are refused before anything is sent', 
 });
 
 /** Acks of both versions, as a broker sends them (v5 with reason codes and properties). */
-function ackStream(): { bytes: Buffer; expected: [number, number[]][] } {
+/** Per packet: its type, its body, and the whole packet (fixed header included). */
+type Framed = [number, number[], number[]];
+
+function ackStream(): { bytes: Buffer; expected: Framed[] } {
   const packets: [Packet, ProtocolVersion][] = [
     [{ cmd: 'connack', returnCode: 0, sessionPresent: false }, 4],
     [{ cmd: 'puback', messageId: 1 }, 4],
@@ -114,7 +120,7 @@ function ackStream(): { bytes: Buffer; expected: [number, number[]][] } {
   const bufs = packets.map(([p, v]) => generate(p, v));
   return {
     bytes: Buffer.concat(bufs),
-    expected: bufs.map((b) => [b[0]! >> 4, [...b.subarray(b[1]! < 128 ? 2 : 3)]]),
+    expected: bufs.map((b) => [b[0]! >> 4, [...b.subarray(b[1]! < 128 ? 2 : 3)], [...b]]),
   };
 }
 
@@ -122,8 +128,10 @@ test('the reader returns every packet whole, whichever bytes the chunks split at
   const { bytes, expected } = ackStream();
   for (let cut1 = 0; cut1 <= bytes.length; cut1++) {
     for (let cut2 = cut1; cut2 <= bytes.length; cut2 += 3) {
-      const got: [number, number[]][] = [];
-      const reader = new PacketReader((h, b, s, e) => got.push([h >> 4, [...b.subarray(s, e)]]));
+      const got: Framed[] = [];
+      const reader = new PacketReader((h, b, s, e, at) =>
+        got.push([h >> 4, [...b.subarray(s, e)], [...b.subarray(at, e)]]),
+      );
       reader.push(bytes.subarray(0, cut1));
       reader.push(bytes.subarray(cut1, cut2));
       reader.push(bytes.subarray(cut2));
@@ -145,10 +153,10 @@ test('the reader takes a stream one byte at a time, including a 2-byte remaining
   );
   const stream = Buffer.concat([big, ackStream().bytes]);
   const types: number[] = [];
-  const reader = new PacketReader((h, b, s, e) => {
+  const reader = new PacketReader((h, b, _s, e, at) => {
     types.push(h >> 4);
     if (h >> 4 === 2 && types.length === 1) {
-      const ack = decodeConnack(b, s, e, 5);
+      const ack = decodeConnack(b.subarray(at, e), 5);
       assert.equal(ack.sessionPresent, true);
       assert.equal(ack.properties.reasonString, 'r'.repeat(200));
     }
@@ -172,7 +180,9 @@ test('the reader refuses a remaining length of more than 4 bytes and oversized p
 
 test('CONNACK decoding: 3.1.1 return code, MQTT 5 reason code and properties', () => {
   const v4 = generate({ cmd: 'connack', returnCode: 5, sessionPresent: false }, 4);
-  assert.equal(decodeConnack(v4, 2, v4.length, 4).code, 5);
+  assert.equal(decodeConnack(v4, 4).code, 5);
+  // A 3.1.1-only broker answers an MQTT 5 CONNECT with a 3.1.1 CONNACK.
+  assert.equal(decodeConnack(Buffer.from([0x20, 0x02, 0x00, 0x05]), 5).code, 5);
   const v5 = generate(
     {
       cmd: 'connack',
@@ -189,14 +199,85 @@ test('CONNACK decoding: 3.1.1 return code, MQTT 5 reason code and properties', (
     },
     5,
   );
-  const ack = decodeConnack(v5, 2, v5.length, 5);
+  const ack = decodeConnack(v5, 5);
   assert.equal(ack.code, 0);
-  assert.deepEqual(ack.properties, {
-    receiveMaximum: 20,
-    maximumQos: 1,
-    serverKeepAlive: 30,
-    maximumPacketSize: 1000,
-  });
+  const { receiveMaximum, maximumQoS, serverKeepAlive, maximumPacketSize } = ack.properties;
+  assert.deepEqual(
+    { receiveMaximum, maximumQoS, serverKeepAlive, maximumPacketSize },
+    { receiveMaximum: 20, maximumQoS: 1, serverKeepAlive: 30, maximumPacketSize: 1000 },
+  );
+  assert.throws(() => decodeConnack(generate({ cmd: 'pingresp' }, 5), 5), /expected CONNACK/);
+});
+
+test('a CONNACK refuses the connection for its failure code or a lower maximum QoS', () => {
+  const connack = (packet: Packet, v: ProtocolVersion) => decodeConnack(generate(packet, v), v);
+  const refused5 = connack(
+    {
+      cmd: 'connack',
+      reasonCode: 0x8a,
+      sessionPresent: false,
+      properties: { reasonString: 'go away' },
+    },
+    5,
+  );
+  assert.equal(connackRefusal(refused5, 5, 1), 'CONNACK refused: 0x8a banned (go away)');
+  const refused4 = connack({ cmd: 'connack', returnCode: 4, sessionPresent: false }, 4);
+  assert.equal(connackRefusal(refused4, 4, 1), 'CONNACK refused: 0x04 bad user name or password');
+  const qos1 = connack(
+    { cmd: 'connack', reasonCode: 0, sessionPresent: false, properties: { maximumQoS: 1 } },
+    5,
+  );
+  assert.equal(connackRefusal(qos1, 5, 1), undefined);
+  assert.equal(connackRefusal(qos1, 5, 2), 'the broker allows at most QoS 1, asked for 2');
+  const plain = connack({ cmd: 'connack', returnCode: 0, sessionPresent: false }, 4);
+  assert.equal(connackRefusal(plain, 4, 2), undefined);
+});
+
+test('DISCONNECT from the broker: reason code and, in MQTT 5, reason string', () => {
+  assert.equal(
+    describeDisconnect(generate({ cmd: 'disconnect' }, 4), 4),
+    'the broker sent DISCONNECT: reason 0x00 success',
+  );
+  // MQTT 5 may leave out a zero reason code (§3.14.2.1).
+  assert.equal(
+    describeDisconnect(Buffer.from([0xe0, 0x00]), 5),
+    'the broker sent DISCONNECT: reason 0x00 success',
+  );
+  const v5 = generate(
+    {
+      cmd: 'disconnect',
+      reasonCode: 0x8e,
+      properties: { reasonString: 'another client', serverReference: 'elsewhere' },
+    },
+    5,
+  );
+  assert.equal(
+    describeDisconnect(v5, 5),
+    'the broker sent DISCONNECT: reason 0x8e session taken over (another client)',
+  );
+});
+
+// The bytes the hand-written encoders wrote before mqtt-packet took over: the wire is unchanged.
+test('CONNECT, SUBSCRIBE, PINGREQ and DISCONNECT bytes', () => {
+  const hex = (b: Readonly<Buffer>) => Buffer.from(b).toString('hex');
+  const base = { clientId: 'abc', keepaliveS: 60, cleanStart: true } as const;
+  assert.equal(
+    hex(encodeConnect({ ...base, protocolVersion: 4 })),
+    '100f00044d5154540402003c0003616263',
+  );
+  assert.equal(
+    hex(encodeConnect({ ...base, protocolVersion: 5 })),
+    '101000044d5154540502003c000003616263',
+  );
+  assert.equal(
+    hex(encodeConnect({ ...base, protocolVersion: 5, receiveMaximum: 65535 })),
+    '101300044d5154540502003c0321ffff0003616263',
+  );
+  assert.equal(hex(encodeSubscribe(1, 'a/#', 2, 4)), '820800010003612f2302');
+  assert.equal(hex(encodeSubscribe(1, 'a/#', 2, 5)), '82090001000003612f2302');
+  assert.equal(hex(PINGREQ_PACKET), 'c000');
+  // MQTT 5 lets a zero reason code without properties be left out: the same 2 bytes as 3.1.1.
+  assert.equal(hex(DISCONNECT_PACKET), 'e000');
 });
 
 /**
@@ -403,6 +484,55 @@ test('keepalive: PINGREQ when idle, and an error when PINGRESP does not come', a
     answerPings = false;
     await until(() => error !== undefined, 4_000);
     assert.match(error!, /no PINGRESP within 1 s/);
+  } finally {
+    broker.close();
+  }
+});
+
+test("the broker's maximum QoS below the asked one fails the connect", async () => {
+  const broker = await scriptedBroker(5, (p) =>
+    p.cmd === 'connect'
+      ? [{ cmd: 'connack', reasonCode: 0, sessionPresent: false, properties: { maximumQoS: 0 } }]
+      : [],
+  );
+  try {
+    await assert.rejects(connectTo(broker.port, 5, 1), /allows at most QoS 0, asked for 1/);
+  } finally {
+    broker.close();
+  }
+});
+
+test('a malformed CONNACK fails the connect with what is wrong', async () => {
+  // Reserved CONNACK flag bits set (§3.2.2.1).
+  const { port, close } = await listenLocal((socket) => {
+    socket.once('data', () => socket.write(Buffer.from([0x20, 0x02, 0x02, 0x00])));
+  });
+  try {
+    await assert.rejects(
+      connectTo(port, 4, 1),
+      /bad packet from the broker: Invalid connack flags/,
+    );
+  } finally {
+    close();
+  }
+});
+
+test('a DISCONNECT from the broker ends the connection with its reason', async () => {
+  const broker = await scriptedBroker(5, (p) => {
+    if (p.cmd === 'connect') return [{ cmd: 'connack', reasonCode: 0, sessionPresent: false }];
+    if (p.cmd === 'publish') {
+      return [{ cmd: 'disconnect', reasonCode: 0x8e, properties: { reasonString: 'taken over' } }];
+    }
+    return [];
+  });
+  try {
+    const client = await connectTo(broker.port, 5, 1);
+    let error: string | undefined;
+    client.onError = (m) => (error = m);
+    client.publish(encodeTopic('t/0'), Buffer.from('a'));
+    client.flush();
+    await until(() => error !== undefined);
+    assert.equal(error, 'the broker sent DISCONNECT: reason 0x8e session taken over (taken over)');
   } finally {
     broker.close();
   }

@@ -13,9 +13,9 @@ import {
   writePuback,
   writePubcomp,
   writePubrec,
-} from '../../benchmark/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../../benchmark/raw-mqtt';
-import { RawSubscriberSink } from '../../native-bench/raw-subscriber';
+} from '../../benchmark/load/raw-mqtt';
+import type { ProtocolVersion, QoS } from '../../benchmark/types';
+import { RawSubscriberSink } from '../../benchmark/ceilings/raw-subscriber';
 import { decodeAll, generate, listenLocal } from '../helpers/mqtt-codec';
 
 interface Seen {
@@ -149,9 +149,7 @@ for (const v of [4, 5] as const) {
 
   test(`MQTT ${v}: SUBACK granted and failure codes`, () => {
     const check = (packet: Packet, codes: number[], reason?: string) => {
-      const bytes = generate(packet, v);
-      // Past the fixed header (one-byte remaining length here).
-      const s = decodeSuback(bytes, 2, bytes.length, v);
+      const s = decodeSuback(generate(packet, v), v);
       assert.equal(s.packetId, 9);
       assert.deepEqual(s.codes, codes);
       assert.equal(s.reasonString, reason);
@@ -184,29 +182,26 @@ test('MQTT 5 CONNECT advertises the receive maximum; 3.1.1 has no properties', (
 });
 
 /**
- * A broker for one subscriber: CONNACK, SUBACK with `granted`, then `burst` (written as given,
- * one write per element) once subscribed; every packet from the subscriber is recorded with
- * the index of the socket read it came in.
+ * A broker for one subscriber: `connack` (default: accepted), SUBACK with `granted`, then
+ * `burst` (written as given, one write per element) once subscribed; every packet from the
+ * subscriber is recorded with the index of the socket read it came in.
  */
 async function broker(
   v: ProtocolVersion,
   granted: number,
   burst: Buffer[],
   answer: (p: Packet) => Packet[] = () => [],
+  connack: Packet = { cmd: 'connack', returnCode: 0, reasonCode: 0, sessionPresent: false },
 ) {
   const received: { packet: Packet; read: number }[] = [];
+  const state = { closed: false };
   const { port, close } = await listenLocal((socket) => {
     const parser = mqttPacket.parser({ protocolVersion: v });
     let read = 0;
+    socket.on('close', () => (state.closed = true));
     parser.on('packet', (p) => {
       received.push({ packet: p, read });
-      if (p.cmd === 'connect')
-        socket.write(
-          generate(
-            { cmd: 'connack', returnCode: 0, reasonCode: 0, sessionPresent: false } as Packet,
-            v,
-          ),
-        );
+      if (p.cmd === 'connect') socket.write(generate(connack, v));
       else if (p.cmd === 'subscribe') {
         socket.write(generate({ cmd: 'suback', messageId: p.messageId, granted: [granted] }, v));
         for (const b of burst) socket.write(b);
@@ -217,7 +212,7 @@ async function broker(
       parser.parse(c);
     });
   });
-  return { port, received, close };
+  return { port, received, state, close };
 }
 
 async function until(cond: () => boolean, what: string): Promise<void> {
@@ -350,6 +345,45 @@ test('sink: a lower granted QoS fails start()', async () => {
     await assert.rejects(
       sink.start(() => {}),
       /granted QoS 0, asked for 2/,
+    );
+  } finally {
+    b.close();
+  }
+});
+
+test('sink: a refused CONNACK fails start() with the reason named', async () => {
+  const b = await broker(5, 1, [], undefined, {
+    cmd: 'connack',
+    reasonCode: 0x87,
+    sessionPresent: false,
+    properties: { reasonString: 'no subscribers here' },
+  });
+  const sink = new RawSubscriberSink('127.0.0.1', b.port, 5, 'x/#', 1);
+  try {
+    await assert.rejects(
+      sink.start(() => {}),
+      /raw subscriber: CONNACK refused: 0x87 not authorized \(no subscribers here\)/,
+    );
+    assert.ok(!b.received.some((r) => r.packet.cmd === 'subscribe'), 'no SUBSCRIBE after it');
+  } finally {
+    b.close();
+  }
+});
+
+test('sink: a DISCONNECT from the broker mid-run ends it, the reason in sinkInfo.error', async () => {
+  const bye = generate(
+    { cmd: 'disconnect', reasonCode: 0x8b, properties: { reasonString: 'maintenance' } },
+    5,
+  );
+  const b = await broker(5, 1, [bye]);
+  const sink = new RawSubscriberSink('127.0.0.1', b.port, 5, 'x/#', 1);
+  try {
+    await sink.start(() => {});
+    await until(() => b.state.closed, 'the subscriber to close its connection');
+    const info = await sink.stop();
+    assert.equal(
+      info['error'],
+      'the broker sent DISCONNECT: reason 0x8b server shutting down (maintenance)',
     );
   } finally {
     b.close();

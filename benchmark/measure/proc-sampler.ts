@@ -4,31 +4,10 @@
  * (worker threads, V8 and libuv helpers, which Node 20 does not name apart).
  */
 import { readFileSync, readdirSync } from 'node:fs';
+import type { MachineSummary, ProcSummary, ThreadCpu } from '../types';
 
 const CLK_TCK = 100;
 const PAGE = 4096;
-
-export interface ThreadCpu {
-  readonly tid: number;
-  readonly comm: string;
-  readonly cpuS: number;
-}
-
-export interface ProcSummary {
-  readonly pid: number;
-  readonly rssMaxMb: number;
-  readonly rssEndMb: number;
-  /** Average CPU over the sampled period, in % of one core (200 = both cores of two). */
-  readonly cpuPct: number;
-  readonly cpuS: number;
-  readonly mainThreadCpuS: number;
-  readonly kafkaThreadsCpuS: number;
-  readonly otherThreadsCpuS: number;
-  /** Busiest threads, most CPU first. */
-  readonly threads: ThreadCpu[];
-  /** Samples: ms since start, RSS MB, CPU % since the previous sample. */
-  readonly samples: { t: number; rssMb: number; cpuPct: number }[];
-}
 
 /** utime + stime in seconds and the thread name, from a /proc stat file. */
 function readStat(file: string): { cpuS: number; comm: string } | undefined {
@@ -127,11 +106,6 @@ export class ProcSampler {
   }
 }
 
-/** Whether `pid` is a live process we can read. */
-export function procAlive(pid: number): boolean {
-  return readStat(`/proc/${pid}/stat`) !== undefined;
-}
-
 /** Busy and total jiffies of the whole machine (all CPUs), from /proc/stat. */
 function machineJiffies(): { busy: number; total: number } {
   const f = readFileSync('/proc/stat', 'utf8')
@@ -143,14 +117,6 @@ function machineJiffies(): { busy: number; total: number } {
   const total = f.reduce((a, b) => a + b, 0);
   // idle + iowait are the only columns that are not work.
   return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
-}
-
-export interface MachineSummary {
-  /** Share of all CPUs busy during the run, 0–100. */
-  readonly busyPct: number;
-  readonly cores: number;
-  /** CPU of the named processes, % of one core. */
-  readonly processes: { name: string; pid: number; cpuPct: number }[];
 }
 
 /**

@@ -8,16 +8,10 @@
  * records of earlier runs sharing the topic; the topic index lets it check order per MQTT topic
  * without parsing the record key.
  */
+import type { DecodedPayload } from '../types';
 
 export const PAYLOAD_MAGIC = 0x4d4b4642;
 export const PAYLOAD_HEADER_BYTES = 24;
-
-export interface DecodedPayload {
-  readonly runId: number;
-  readonly seq: number;
-  readonly topicIndex: number;
-  readonly publishedAt: number;
-}
 
 /** A reusable buffer whose padding is already filled; encodePayload copies it per message. */
 export function payloadTemplate(size: number): Buffer {

@@ -1,60 +1,33 @@
 /**
- * `native-bench`: the ceilings the forwarder is judged against, on the same brokers, payloads
- * and machine.
+ * `npm run native-bench`: the ceilings the forwarder is judged against (ceilings/), on the same
+ * brokers, payloads and machine.
  *
- *   node build/native-bench/cli.js publisher --qos 0,1,2      publisher alone (nobody subscribed)
- *   node build/native-bench/cli.js mqtt --qos 0,1,2           publisher → mosquitto → subscriber
- *                                                             (bare mqtt.js and raw, per QoS)
- *   node build/native-bench/cli.js kafka --workers 0,1,2      engine producer, main thread / n workers
- *   node build/native-bench/cli.js dispatch                   Piscina round trip per batch size
+ *   npm run native-bench -- publisher --qos 0,1,2   publisher alone (nobody subscribed)
+ *   npm run native-bench -- mqtt --qos 0,1,2        publisher → mosquitto → subscriber
+ *                                                   (bare mqtt.js and raw, per QoS)
+ *   npm run native-bench -- kafka --workers 0,1,2   engine producer, main thread / n workers
+ *   npm run native-bench -- dispatch                Piscina round trip per batch size
  *
  * `--json` prints one JSON line (last line of stdout) instead of the table.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { publisherOption } from '../benchmark/cli';
-import type { PublisherClient } from '../benchmark/publisher';
-import { clientName } from '../benchmark/run';
-import { fmtInt, fmtMs } from '../benchmark/stats';
-import { formatReport } from '../benchmark/run';
-import { dispatchBench } from './dispatch';
-import type { DispatchMode } from './dispatch';
-import { kafkaCeiling } from './kafka-ceiling';
-import type { KafkaCeilingResult } from './kafka-ceiling';
-import {
-  SUBSCRIBER_CLIENTS,
-  mqttCeiling,
-  mqttCeilingPlotName,
-  publisherCeiling,
-} from './mqtt-ceiling';
-import type { MqttCeiling, PublisherCeiling, SubscriberClient } from './mqtt-ceiling';
-
-function intList(min: number, max: number) {
-  return (v: string): number[] =>
-    v.split(',').map((s) => {
-      const n = Number(s.trim().replace(/_/g, ''));
-      if (!Number.isInteger(n) || n < min || n > max) {
-        throw new InvalidArgumentError(`expected integers from ${min} to ${max}, comma-separated`);
-      }
-      return n;
-    });
-}
-
-function int(min: number) {
-  return (v: string): number => intList(min, Number.MAX_SAFE_INTEGER)(v)[0]!;
-}
-
-function hostPort(v: string): { host: string; port: number } {
-  const i = v.lastIndexOf(':');
-  const port = Number(v.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port)) throw new InvalidArgumentError('expected host:port');
-  return { host: v.slice(0, i), port };
-}
-
-function protocolOf(v: string): 4 | 5 {
-  if (v === '5') return 5;
-  if (v === '3.1.1' || v === '4') return 4;
-  throw new InvalidArgumentError("expected 5 or '3.1.1'");
-}
+import { dispatchBench } from './ceilings/dispatch';
+import { kafkaCeiling } from './ceilings/kafka-ceiling';
+import { mqttCeiling, publisherCeiling } from './ceilings/mqtt-ceiling';
+import { hostPort, int, intList, protocolOf, publisherOption } from './options';
+import { clientName, fmtInt, fmtMs, formatReport } from './report/format';
+import { mqttCeilingPlotName } from './report/plot';
+import { SUBSCRIBER_CLIENTS } from './types';
+import type {
+  DispatchMode,
+  KafkaCeilingResult,
+  MqttCeiling,
+  ProtocolVersion,
+  PublisherCeiling,
+  PublisherClient,
+  QoS,
+  SubscriberClient,
+} from './types';
 
 function subscriberList(v: string): SubscriberClient[] {
   const list = v.split(',').map((s) => s.trim());
@@ -76,7 +49,7 @@ interface MqttOpts {
   qos: number[];
   payloadSize: number;
   topics: number;
-  protocol: 4 | 5;
+  protocol: ProtocolVersion;
   connections: number;
   window: number;
   publisher: PublisherClient;
@@ -95,7 +68,7 @@ function mqttOptions(cmd: Command): Command {
     .option('-q, --qos <list>', 'QoS levels', intList(0, 2), [0, 1, 2])
     .option('-s, --payload-size <bytes>', 'payload size', int(24), 100)
     .option('-t, --topics <n>', 'MQTT topics', int(1), 1)
-    .option('--protocol <v>', "5 or '3.1.1'", protocolOf, 5 as 4 | 5)
+    .option('--protocol <v>', "5 or '3.1.1'", protocolOf, 5 as ProtocolVersion)
     .option('--connections <n>', 'publisher connections', int(1), 1)
     .option('--window <n>', 'publishes in flight per connection', int(1), 1000)
     .addOption(publisherOption())
@@ -112,7 +85,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   mqttOptions(program.command('publisher'))
     .description('the benchmark publisher alone: mosquitto acknowledges, nobody subscribed')
     .action(async (o: MqttOpts) => {
-      const { host, port } = hostPort(o.mqtt);
+      const { host, port } = hostPort(o.mqtt, '--mqtt');
       const results: PublisherCeiling[] = [];
       for (const qos of o.qos) {
         results.push(
@@ -121,7 +94,7 @@ export async function main(argv: readonly string[]): Promise<void> {
             host,
             port,
             protocolVersion: o.protocol,
-            qos: qos as 0 | 1 | 2,
+            qos: qos as QoS,
             messages: o.messages,
             topics: o.topics,
             topicPrefix: `mkf-pubonly-${process.pid}`,
@@ -159,7 +132,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     )
     .option('--plot-dir <dir>', 'write one SVG per QoS and subscriber here')
     .action(async (o: MqttOpts) => {
-      const { host, port } = hostPort(o.mqtt);
+      const { host, port } = hostPort(o.mqtt, '--mqtt');
       const results: MqttCeiling[] = [];
       for (const qos of o.qos) {
         for (const sub of o.subscriber) {
@@ -168,7 +141,7 @@ export async function main(argv: readonly string[]): Promise<void> {
               {
                 label: `mqtt-only QoS ${qos} (${sub === 'raw' ? 'raw' : 'mqtt.js'} subscriber)`,
                 messages: o.messages,
-                qos: qos as 0 | 1 | 2,
+                qos: qos as QoS,
                 rate: 0,
                 wrapped: false,
                 payloadSize: o.payloadSize,
@@ -227,7 +200,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         timeout: number;
         json: boolean;
       }) => {
-        const { host, port } = hostPort(o.kafka);
+        const { host, port } = hostPort(o.kafka, '--kafka');
         // librdkafka's connect/flush hold libuv pool threads shared by all producers.
         process.env['UV_THREADPOOL_SIZE'] ??= String(Math.max(4, Math.max(...o.workers) * 2 + 2));
         const results: KafkaCeilingResult[] = [];

@@ -1,16 +1,22 @@
 /**
- * A minimal MQTT 3.1.1 / 5 publishing client over `node:net`, for the benchmark's load
- * generator, and the codec of the MQTT-only ceiling's raw subscriber (SUBSCRIBE, SUBACK,
- * incoming PUBLISH, PUBACK / PUBREC / PUBCOMP; native-bench/raw-subscriber.ts). The client does
- * only what the publisher needs (CONNECT, PUBLISH at QoS 0/1/2, PUBREL, PINGREQ, DISCONNECT)
- * and does it cheaply, because the load generator shares the machine with the system it
- * measures:
+ * A minimal MQTT 3.1.1 / 5 publishing client over `node:net` for the benchmark's load generator
+ * (`RawMqttPublisher`), and the codec of the MQTT-only ceiling's raw subscriber
+ * (ceilings/raw-subscriber.ts).
  *
- * - topic names are encoded once (`encodeTopic`);
- * - packets are appended to a slab and handed to the socket in one write per pump turn, not one
- *   write per packet;
- * - acknowledgements are parsed straight from the socket's chunks by `PacketReader`, which
- *   allocates nothing per packet.
+ * Only the packets sent or received once per message are encoded and decoded by hand: they are
+ * what the load generator spends its CPU on, and every core it uses is taken from the system it
+ * measures on the same machine (benchmark/README.md, "Why the publisher has a client of its own"):
+ *
+ * - PUBLISH: topic names are encoded once (`encodeTopic`), packets are written into a slab and
+ *   handed to the socket in one write per pump turn; incoming ones are decoded as offsets into
+ *   the socket's chunk (`decodePublish`), without a copy;
+ * - PUBACK, PUBREC, PUBREL, PUBCOMP: four bytes each, written into the same slab, and parsed
+ *   straight from the socket's chunks;
+ * - `PacketReader` splits those chunks into packets and allocates nothing per packet.
+ *
+ * Everything else (CONNECT, CONNACK, SUBSCRIBE, SUBACK, PINGREQ, DISCONNECT, their MQTT 5
+ * properties, and the reason string of a failed ack) happens once per connection or once per
+ * failure and goes through mqtt-packet, the codec of mqtt.js.
  *
  * Anything unexpected (a refused CONNACK, a failure reason code, an ack for a packet id not in
  * flight, a DISCONNECT from the broker, a closed socket) ends the connection with an error
@@ -18,19 +24,17 @@
  * the caller's back.
  */
 import net from 'node:net';
+import mqttPacket from 'mqtt-packet';
+import type { IConnackPacket, Packet } from 'mqtt-packet';
+import type { ProtocolVersion, QoS } from '../types';
 
-export type ProtocolVersion = 4 | 5;
-export type QoS = 0 | 1 | 2;
-
-/** Packet types (MQTT 3.1.1 §2.2.1, 5.0 §2.1.2). */
-export const CONNECT = 1;
+/** Packet types (MQTT 3.1.1 §2.2.1, 5.0 §2.1.2), as `PacketReader` hands them over. */
 export const CONNACK = 2;
 export const PUBLISH = 3;
 export const PUBACK = 4;
 export const PUBREC = 5;
 export const PUBREL = 6;
 export const PUBCOMP = 7;
-export const SUBSCRIBE = 8;
 export const SUBACK = 9;
 export const PINGRESP = 13;
 export const DISCONNECT = 14;
@@ -110,7 +114,7 @@ export function reasonName(code: number, version: ProtocolVersion): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Encoding
+// Encoding of the per-message packets
 
 export function varintSize(n: number): number {
   return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
@@ -129,59 +133,6 @@ export function writeVarint(b: Buffer, offset: number, n: number): number {
   return o;
 }
 
-function utf8Field(s: string): Buffer {
-  const bytes = Buffer.from(s, 'utf8');
-  if (bytes.length > 65535) throw new RangeError('MQTT string longer than 65535 bytes');
-  const b = Buffer.allocUnsafe(2 + bytes.length);
-  b.writeUInt16BE(bytes.length, 0);
-  bytes.copy(b, 2);
-  return b;
-}
-
-export interface ConnectOptions {
-  readonly protocolVersion: ProtocolVersion;
-  readonly clientId: string;
-  /** Seconds; 0 disables keepalive. */
-  readonly keepaliveS: number;
-  readonly cleanStart: boolean;
-  /**
-   * MQTT 5 only: QoS 1/2 publishes the broker may have in flight to us; absent means the
-   * protocol's default of 65535.
-   */
-  readonly receiveMaximum?: number;
-}
-
-export function encodeConnect(o: ConnectOptions): Buffer {
-  const clientId = utf8Field(o.clientId);
-  const rm = o.receiveMaximum;
-  if (rm !== undefined && (!Number.isInteger(rm) || rm < 1 || rm > MAX_PACKET_ID)) {
-    throw new RangeError(`receive maximum ${rm} out of range 1..${MAX_PACKET_ID}`);
-  }
-  const properties =
-    o.protocolVersion !== 5 ? [] : rm === undefined ? [0x00] : [0x03, 0x21, rm >> 8, rm & 0xff];
-  // Protocol name "MQTT", level, flags, keepalive; MQTT 5 adds the property list.
-  const header = Buffer.from([
-    0x00,
-    0x04,
-    0x4d,
-    0x51,
-    0x54,
-    0x54,
-    o.protocolVersion,
-    o.cleanStart ? 0x02 : 0x00,
-    (o.keepaliveS >> 8) & 0xff,
-    o.keepaliveS & 0xff,
-    ...properties,
-  ]);
-  const remaining = header.length + clientId.length;
-  const b = Buffer.allocUnsafe(1 + varintSize(remaining) + remaining);
-  b[0] = CONNECT << 4;
-  let o2 = writeVarint(b, 1, remaining);
-  o2 += header.copy(b, o2);
-  clientId.copy(b, o2);
-  return b;
-}
-
 /**
  * A topic name as it appears in PUBLISH (length-prefixed UTF-8), encoded once per topic.
  * Wildcards are refused here rather than by the broker closing the connection mid-run.
@@ -190,7 +141,12 @@ export function encodeTopic(name: string): Buffer {
   if (name.length === 0 || name.includes('+') || name.includes('#') || name.includes('\0')) {
     throw new RangeError(`invalid topic name for PUBLISH: ${JSON.stringify(name)}`);
   }
-  return utf8Field(name);
+  const bytes = Buffer.from(name, 'utf8');
+  if (bytes.length > 65535) throw new RangeError('MQTT string longer than 65535 bytes');
+  const b = Buffer.allocUnsafe(2 + bytes.length);
+  b.writeUInt16BE(bytes.length, 0);
+  bytes.copy(b, 2);
+  return b;
 }
 
 /** Bytes of a PUBLISH packet with this topic (from `encodeTopic`) and payload length. */
@@ -240,29 +196,6 @@ export function writePubrel(b: Buffer, offset: number, packetId: number): number
   return offset + 4;
 }
 
-/** SUBSCRIBE to one filter; the MQTT 5 subscription options other than QoS stay 0. */
-export function encodeSubscribe(
-  packetId: number,
-  filter: string,
-  qos: QoS,
-  version: ProtocolVersion,
-): Buffer {
-  if (packetId < 1 || packetId > MAX_PACKET_ID) throw new RangeError(`packet id ${packetId}`);
-  if (filter.length === 0) throw new RangeError('empty topic filter');
-  const f = utf8Field(filter);
-  const remaining = 2 + (version === 5 ? 1 : 0) + f.length + 1;
-  const b = Buffer.allocUnsafe(1 + varintSize(remaining) + remaining);
-  // SUBSCRIBE's fixed-header flags are reserved as 0b0010 (§3.8.1).
-  b[0] = (SUBSCRIBE << 4) | 0x02;
-  let o = writeVarint(b, 1, remaining);
-  b[o++] = packetId >> 8;
-  b[o++] = packetId & 0xff;
-  if (version === 5) b[o++] = 0x00;
-  o += f.copy(b, o);
-  b[o] = qos;
-  return b;
-}
-
 /** The four bytes of PUBACK (4), PUBREC (5) or PUBCOMP (7): reason code left out, as for PUBREL. */
 function writeAck(b: Buffer, offset: number, type: number, packetId: number): number {
   b[offset] = type << 4;
@@ -287,15 +220,20 @@ export function writePubcomp(b: Buffer, offset: number, packetId: number): numbe
   return writeAck(b, offset, PUBCOMP, packetId);
 }
 
-export const PINGREQ_PACKET: Readonly<Buffer> = Buffer.from([0xc0, 0x00]);
-/** Normal disconnection; in MQTT 5 a zero reason code without properties may be left out. */
-export const DISCONNECT_PACKET: Readonly<Buffer> = Buffer.from([0xe0, 0x00]);
-
 // ---------------------------------------------------------------------------------------------
-// Decoding
+// Decoding of the per-message packets
 
-/** Called per complete packet with its first byte and its body as `buf[start, end)`. */
-export type PacketHandler = (header: number, buf: Buffer, start: number, end: number) => void;
+/**
+ * Called per complete packet with its first byte and its body as `buf[start, end)`; the whole
+ * packet, fixed header included, is `buf[packetStart, end)`.
+ */
+export type PacketHandler = (
+  header: number,
+  buf: Buffer,
+  start: number,
+  end: number,
+  packetStart: number,
+) => void;
 
 /**
  * Splits a byte stream into MQTT packets. A packet split across chunks (header, remaining
@@ -342,7 +280,7 @@ export class PacketReader {
       }
       const end = i + remaining;
       if (end > len) break;
-      this.onPacket(buf[pos]!, buf, i, end);
+      this.onPacket(buf[pos]!, buf, i, end, pos);
       pos = end;
     }
     // A copy, so that a 64 KB read chunk is not kept alive for a few bytes of it.
@@ -361,151 +299,6 @@ function readVarint(b: Buffer, pos: number, end: number): { value: number; next:
     multiplier *= 128;
   }
   throw new Error('malformed variable byte integer');
-}
-
-/** The MQTT 5 properties this client acts on; the others are skipped. */
-export interface Properties {
-  reasonString?: string;
-  receiveMaximum?: number;
-  maximumQos?: number;
-  serverKeepAlive?: number;
-  maximumPacketSize?: number;
-}
-
-/** Value sizes of the MQTT 5 property identifiers (§2.2.2.2), to skip the unused ones. */
-const PROPERTY_KINDS: Readonly<Record<number, 'u8' | 'u16' | 'u32' | 'varint' | 'bin' | 'pair'>> = {
-  0x01: 'u8',
-  0x02: 'u32',
-  0x03: 'bin',
-  0x08: 'bin',
-  0x09: 'bin',
-  0x0b: 'varint',
-  0x11: 'u32',
-  0x12: 'bin',
-  0x13: 'u16',
-  0x15: 'bin',
-  0x16: 'bin',
-  0x17: 'u8',
-  0x18: 'u32',
-  0x19: 'u8',
-  0x1a: 'bin',
-  0x1c: 'bin',
-  0x1f: 'bin',
-  0x21: 'u16',
-  0x22: 'u16',
-  0x23: 'u16',
-  0x24: 'u8',
-  0x25: 'u8',
-  0x26: 'pair',
-  0x27: 'u32',
-  0x28: 'u8',
-  0x29: 'u8',
-  0x2a: 'u8',
-};
-
-/** What a DISCONNECT from the broker says: its reason code and, in MQTT 5, reason string. */
-export function describeDisconnect(
-  b: Buffer,
-  start: number,
-  end: number,
-  version: ProtocolVersion,
-): string {
-  const code = end > start ? b[start]! : 0;
-  const reason = version === 5 ? readProperties(b, start + 1, end).reasonString : undefined;
-  return `the broker sent DISCONNECT: reason ${reasonName(code, 5)}${reason ? ` (${reason})` : ''}`;
-}
-
-/** Reads a property list (length first) at `pos`; absent (pos === end) means none. */
-export function readProperties(b: Buffer, pos: number, end: number): Properties {
-  const props: Properties = {};
-  if (pos >= end) return props;
-  const { value: length, next } = readVarint(b, pos, end);
-  const stop = next + length;
-  if (stop > end) throw new Error('property length beyond the packet');
-  let p = next;
-  // Each property consumes at least 2 bytes (identifier and a value).
-  for (let guard = 0; p < stop && guard < length; guard++) {
-    const id = b[p++]!;
-    const kind = PROPERTY_KINDS[id];
-    if (kind === undefined) throw new Error(`unknown property ${hex(id)}`);
-    let size: number;
-    let value = 0;
-    if (kind === 'u8') {
-      size = 1;
-      value = b[p]!;
-    } else if (kind === 'u16') {
-      size = 2;
-      value = b.readUInt16BE(p);
-    } else if (kind === 'u32') {
-      size = 4;
-      value = b.readUInt32BE(p);
-    } else if (kind === 'varint') {
-      const v = readVarint(b, p, stop);
-      size = v.next - p;
-      value = v.value;
-    } else if (kind === 'bin') {
-      size = 2 + b.readUInt16BE(p);
-    } else {
-      const first = 2 + b.readUInt16BE(p);
-      size = first + 2 + b.readUInt16BE(p + first);
-    }
-    if (p + size > stop) throw new Error(`property ${hex(id)} runs beyond the property list`);
-    if (id === 0x1f) props.reasonString = b.toString('utf8', p + 2, p + size);
-    else if (id === 0x21) props.receiveMaximum = value;
-    else if (id === 0x24) props.maximumQos = value;
-    else if (id === 0x13) props.serverKeepAlive = value;
-    else if (id === 0x27) props.maximumPacketSize = value;
-    p += size;
-  }
-  return props;
-}
-
-export interface ConnAck {
-  readonly sessionPresent: boolean;
-  /** 3.1.1 return code or 5 reason code; 0 = accepted. */
-  readonly code: number;
-  readonly properties: Properties;
-}
-
-export function decodeConnack(
-  b: Buffer,
-  start: number,
-  end: number,
-  version: ProtocolVersion,
-): ConnAck {
-  if (end - start < 2) throw new Error('CONNACK shorter than 2 bytes');
-  return {
-    sessionPresent: (b[start]! & 0x01) !== 0,
-    code: b[start + 1]!,
-    properties: version === 5 ? readProperties(b, start + 2, end) : {},
-  };
-}
-
-export interface SubAck {
-  readonly packetId: number;
-  /** One per filter: the granted QoS (0..2) or a failure code (0x80 and up). */
-  readonly codes: readonly number[];
-  readonly reasonString?: string;
-}
-
-export function decodeSuback(
-  b: Buffer,
-  start: number,
-  end: number,
-  version: ProtocolVersion,
-): SubAck {
-  if (end - start < 3) throw new Error('SUBACK shorter than 3 bytes');
-  const packetId = (b[start]! << 8) | b[start + 1]!;
-  let p = start + 2;
-  let reasonString: string | undefined;
-  if (version === 5) {
-    reasonString = readProperties(b, p, end).reasonString;
-    const { value, next } = readVarint(b, p, end);
-    p = next + value;
-  }
-  const codes: number[] = [];
-  for (; p < end; p++) codes.push(b[p]!);
-  return { packetId, codes, ...(reasonString === undefined ? {} : { reasonString }) };
 }
 
 /**
@@ -586,6 +379,162 @@ export function decodePublish(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The packets of a connection's start and end, through mqtt-packet
+
+export interface ConnectOptions {
+  readonly protocolVersion: ProtocolVersion;
+  readonly clientId: string;
+  /** Seconds; 0 disables keepalive. */
+  readonly keepaliveS: number;
+  readonly cleanStart: boolean;
+  /**
+   * MQTT 5 only: QoS 1/2 publishes the broker may have in flight to us; absent means the
+   * protocol's default of 65535.
+   */
+  readonly receiveMaximum?: number;
+}
+
+export function encodeConnect(o: ConnectOptions): Buffer {
+  const rm = o.receiveMaximum;
+  if (rm !== undefined && (!Number.isInteger(rm) || rm < 1 || rm > MAX_PACKET_ID)) {
+    throw new RangeError(`receive maximum ${rm} out of range 1..${MAX_PACKET_ID}`);
+  }
+  return mqttPacket.generate(
+    {
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: o.protocolVersion,
+      clientId: o.clientId,
+      clean: o.cleanStart,
+      keepalive: o.keepaliveS,
+      ...(o.protocolVersion === 5 && rm !== undefined
+        ? { properties: { receiveMaximum: rm } }
+        : {}),
+    },
+    { protocolVersion: o.protocolVersion },
+  );
+}
+
+/** SUBSCRIBE to one filter; the MQTT 5 subscription options other than QoS stay 0. */
+export function encodeSubscribe(
+  packetId: number,
+  filter: string,
+  qos: QoS,
+  version: ProtocolVersion,
+): Buffer {
+  if (packetId < 1 || packetId > MAX_PACKET_ID) throw new RangeError(`packet id ${packetId}`);
+  if (filter.length === 0) throw new RangeError('empty topic filter');
+  return mqttPacket.generate(
+    { cmd: 'subscribe', messageId: packetId, subscriptions: [{ topic: filter, qos }] },
+    { protocolVersion: version },
+  );
+}
+
+export const PINGREQ_PACKET: Readonly<Buffer> = mqttPacket.generate({ cmd: 'pingreq' });
+/**
+ * Normal disconnection, for both versions in its 3.1.1 form (two bytes): MQTT 5 lets a zero
+ * reason code without properties be left out (§3.14.2.1), which mqtt-packet's MQTT 5 encoding
+ * does not do.
+ */
+export const DISCONNECT_PACKET: Readonly<Buffer> = mqttPacket.generate(
+  { cmd: 'disconnect' },
+  { protocolVersion: 4 },
+);
+
+/** Every packet in `bytes`, decoded by mqtt-packet; throws its error if any part is malformed. */
+export function decodeAll(bytes: Buffer, protocolVersion: ProtocolVersion): Packet[] {
+  const parser = mqttPacket.parser({ protocolVersion });
+  const out: Packet[] = [];
+  let failure: Error | undefined;
+  parser.on('packet', (p) => out.push(p));
+  parser.on('error', (e: Error) => (failure ??= e));
+  parser.parse(bytes);
+  if (failure) throw failure;
+  return out;
+}
+
+/** ` (reason string)` when the broker sent one, for error messages. */
+function because(reasonString: string | undefined): string {
+  return reasonString ? ` (${reasonString})` : '';
+}
+
+/** One whole packet (fixed header included), as `PacketReader` delimits it. */
+function decodeOne(packet: Buffer, version: ProtocolVersion): Packet {
+  const [p] = decodeAll(packet, version);
+  if (p === undefined) throw new Error('truncated packet');
+  return p;
+}
+
+export interface ConnAck {
+  readonly sessionPresent: boolean;
+  /** 3.1.1 return code or 5 reason code; 0 = accepted. */
+  readonly code: number;
+  readonly properties: NonNullable<IConnackPacket['properties']>;
+}
+
+export function decodeConnack(packet: Buffer, version: ProtocolVersion): ConnAck {
+  const p = decodeOne(packet, version);
+  if (p.cmd !== 'connack') throw new Error(`expected CONNACK, got ${p.cmd}`);
+  return {
+    sessionPresent: p.sessionPresent,
+    code: p.reasonCode ?? p.returnCode ?? 0,
+    properties: p.properties ?? {},
+  };
+}
+
+/** Why this CONNACK ends the connection of a client that wants `qos`; undefined if it does not. */
+export function connackRefusal(
+  ack: ConnAck,
+  version: ProtocolVersion,
+  qos: QoS,
+): string | undefined {
+  const p = ack.properties;
+  if (ack.code !== 0) {
+    return `CONNACK refused: ${reasonName(ack.code, version)}${because(p.reasonString)}`;
+  }
+  if (p.maximumQoS !== undefined && qos > p.maximumQoS) {
+    return `the broker allows at most QoS ${p.maximumQoS}, asked for ${qos}`;
+  }
+  return undefined;
+}
+
+export interface SubAck {
+  readonly packetId: number;
+  /** One per filter: the granted QoS (0..2) or a failure code (0x80 and up). */
+  readonly codes: readonly number[];
+  readonly reasonString?: string;
+}
+
+export function decodeSuback(packet: Buffer, version: ProtocolVersion): SubAck {
+  const p = decodeOne(packet, version);
+  if (p.cmd !== 'suback') throw new Error(`expected SUBACK, got ${p.cmd}`);
+  const reasonString = p.properties?.reasonString;
+  return {
+    packetId: p.messageId ?? 0,
+    codes: p.granted as number[],
+    ...(reasonString === undefined ? {} : { reasonString }),
+  };
+}
+
+/** What a DISCONNECT from the broker says: its reason code and, in MQTT 5, reason string. */
+export function describeDisconnect(packet: Buffer, version: ProtocolVersion): string {
+  const p = decodeOne(packet, version);
+  if (p.cmd !== 'disconnect') throw new Error(`expected DISCONNECT, got ${p.cmd}`);
+  const reason = reasonName(p.reasonCode ?? 0, 5);
+  return `the broker sent DISCONNECT: reason ${reason}${because(p.properties?.reasonString)}`;
+}
+
+/** What an MQTT 5 PUBACK, PUBREC or PUBCOMP with a failure reason code says. */
+export function describeAckFailure(packet: Buffer): string {
+  const p = decodeOne(packet, 5);
+  if (p.cmd !== 'puback' && p.cmd !== 'pubrec' && p.cmd !== 'pubcomp') {
+    throw new Error(`expected an acknowledgement, got ${p.cmd}`);
+  }
+  const reason = reasonName(p.reasonCode ?? 0, 5);
+  return `${p.cmd.toUpperCase()} for packet id ${p.messageId}: reason ${reason}${because(p.properties?.reasonString)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The client
 
 export interface RawPublisherOptions extends Omit<ConnectOptions, 'cleanStart'> {
@@ -653,7 +602,7 @@ export class RawMqttPublisher {
     private readonly o: RawPublisherOptions,
   ) {
     this.window = Math.max(1, o.qos > 0 ? Math.min(o.window, MAX_PACKET_ID) : o.window);
-    this.reader = new PacketReader((h, b, s, e) => this.onPacket(h, b, s, e));
+    this.reader = new PacketReader((h, b, s, e, at) => this.onPacket(h, b, s, e, at));
     this.connack = new Promise<ConnAck>((resolve, reject) => {
       this.settleConnack = (err, ack) => (err ? reject(err) : resolve(ack!));
     });
@@ -836,13 +785,13 @@ export class RawMqttPublisher {
     this.turnImmediate = undefined;
   }
 
-  private onPacket(header: number, b: Buffer, start: number, end: number): void {
+  private onPacket(header: number, b: Buffer, start: number, end: number, at: number): void {
     if (this.state === State.Closed) return;
     const type = header >> 4;
     const version = this.o.protocolVersion;
     if (this.state === State.Connecting) {
       if (type !== CONNACK) return this.fail(`expected CONNACK, got packet type ${type}`);
-      return this.onConnack(decodeConnack(b, start, end, version));
+      return this.onConnack(decodeConnack(b.subarray(at, end), version));
     }
     switch (type) {
       case PUBACK:
@@ -856,11 +805,7 @@ export class RawMqttPublisher {
           return this.fail(`unexpected ${ackName(type)} for packet id ${id} (not in flight)`);
         }
         if (version === 5 && end - start > 2 && b[start + 2]! >= 0x80) {
-          const reason = readProperties(b, start + 3, end).reasonString;
-          return this.fail(
-            `${ackName(type)} for packet id ${id}: reason ${reasonName(b[start + 2]!, 5)}` +
-              (reason ? ` (${reason})` : ''),
-          );
+          return this.fail(describeAckFailure(b.subarray(at, end)));
         }
         if (type === PUBREC) {
           this.idState[id] = 2;
@@ -877,26 +822,17 @@ export class RawMqttPublisher {
       case PINGRESP:
         this.pingSentAt = undefined;
         return;
-      case DISCONNECT: {
-        return this.fail(describeDisconnect(b, start, end, version));
-      }
+      case DISCONNECT:
+        return this.fail(describeDisconnect(b.subarray(at, end), version));
       default:
         return this.fail(`unexpected packet type ${type} from the broker`);
     }
   }
 
   private onConnack(ack: ConnAck): void {
-    const version = this.o.protocolVersion;
+    const refusal = connackRefusal(ack, this.o.protocolVersion, this.o.qos);
+    if (refusal !== undefined) return this.fail(refusal);
     const p = ack.properties;
-    if (ack.code !== 0) {
-      return this.fail(
-        `CONNACK refused: ${reasonName(ack.code, version)}` +
-          (p.reasonString ? ` (${p.reasonString})` : ''),
-      );
-    }
-    if (p.maximumQos !== undefined && this.o.qos > p.maximumQos) {
-      return this.fail(`the broker allows at most QoS ${p.maximumQos}, asked for ${this.o.qos}`);
-    }
     // Receive maximum bounds QoS 1/2 publishes in flight (MQTT 5 §3.3.4).
     if (this.o.qos > 0 && p.receiveMaximum !== undefined) {
       this.window = Math.min(this.window, p.receiveMaximum);

@@ -3,15 +3,17 @@
  * and, when sampled, the forwarder's CPU and RSS. Opens in any browser and renders inline in
  * Markdown on GitHub.
  */
+import type { RunResult, SubscriberClient } from '../types';
+import { describeParams, fmtInt, fmtMs } from './format';
 
-export interface PlotLine {
+interface PlotLine {
   readonly name: string;
   readonly color: string;
   /** [seconds, value | null]; null breaks the line. */
   readonly points: readonly (readonly [number, number | null])[];
 }
 
-export interface PlotPanel {
+interface PlotPanel {
   readonly title: string;
   readonly unit: string;
   readonly lines: readonly PlotLine[];
@@ -144,4 +146,84 @@ export function renderPlot(
     '</svg>',
   ];
   return parts.join('\n') + '\n';
+}
+
+/** The plot of one run. */
+export function plotRun(r: RunResult): string {
+  const s = r.series;
+  const x = (i: number) => ((i + 0.5) * s.bucketMs) / 1000;
+  const panels: PlotPanel[] = [
+    {
+      title: `Throughput (msg/s per ${s.bucketMs} ms bucket)`,
+      unit: 'msg/s',
+      lines: [
+        { name: 'published', color: '#999999', points: s.published.map((v, i) => [x(i), v]) },
+        {
+          name: `arrived (${r.sink})`,
+          color: '#1f77b4',
+          points: s.delivered.map((v, i) => [x(i), v]),
+        },
+      ],
+    },
+    {
+      title: 'End-to-end latency of the messages arriving in each bucket (log scale)',
+      unit: 'ms',
+      log: true,
+      lines: [
+        { name: 'p50', color: '#2ca02c', points: s.latP50.map((v, i) => [x(i), v]) },
+        { name: 'p99', color: '#ff7f0e', points: s.latP99.map((v, i) => [x(i), v]) },
+        { name: 'max', color: '#d62728', points: s.latMax.map((v, i) => [x(i), v]) },
+      ],
+    },
+  ];
+  if (r.procSamples?.length) {
+    panels.push(
+      {
+        title: `Forwarder CPU (pid ${r.forwarder?.pid}; 100 % = one core)`,
+        unit: '%',
+        lines: [
+          {
+            name: 'CPU',
+            color: '#9467bd',
+            points: r.procSamples.map((p) => [Math.max(0, p.t / 1000), p.cpuPct]),
+          },
+        ],
+      },
+      {
+        title: 'Forwarder RSS',
+        unit: 'MB',
+        lines: [
+          {
+            name: 'RSS',
+            color: '#8c564b',
+            points: r.procSamples.map((p) => [Math.max(0, p.t / 1000), p.rssMb]),
+          },
+        ],
+      },
+    );
+  }
+  const tp = r.throughput;
+  const l = r.latencyMs;
+  return renderPlot(
+    `${r.label}: ${tp ? fmtInt(tp.endToEndMsgS) : '–'} msg/s end to end, ${fmtInt(r.counts.lost)} lost`,
+    [
+      describeParams(r),
+      `unique ${fmtInt(r.counts.unique)}, duplicates ${fmtInt(r.counts.duplicates)}, out of order ${fmtInt(r.counts.outOfOrder)}, steady ${tp ? fmtInt(tp.steadyMsgS) : '–'} msg/s, end: ${r.endReason}`,
+      `latency p50 ${fmtMs(l.p50)} / p90 ${fmtMs(l.p90)} / p99 ${fmtMs(l.p99)} / max ${fmtMs(l.max)} ms; arrival = ${r.sinkInfo.arrival}`,
+      ...(r.forwarder
+        ? [
+            `forwarder RSS max ${r.forwarder.rssMaxMb.toFixed(0)} MB, CPU ${r.forwarder.cpuPct.toFixed(0)} % of one core`,
+          ]
+        : []),
+    ],
+    panels,
+  );
+}
+
+/**
+ * Plot file name (no extension) of an MQTT-only ceiling run, shared by native-bench --plot-dir,
+ * the matrix and the docs' links; the mqtt.js runs keep the name they had before `raw`.
+ */
+export function mqttCeilingPlotName(qos: number, subscriber: SubscriberClient): string {
+  return subscriber === 'raw' ? `mqtt-only-raw-qos${qos}` : `mqtt-only-qos${qos}`;
 }

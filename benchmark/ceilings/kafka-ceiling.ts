@@ -1,21 +1,23 @@
 /**
  * Kafka-only ceiling: the engine's own producer path without MQTT. Records are packed with the
  * engine's batch codec and handed to the engine's ProducerLanes: InlineLanes (the
- * KafkaProducerRunner on this thread, `dispatch.workers: 0`) or WorkerLanes (the Piscina pool
- * running src/worker/entry.ts, one producer per worker). The producer settings come from the
+ * KafkaProducerRunner on this thread, `dispatch.workers: 0`) or WorkerLanes (the engine's Piscina
+ * pool of producer workers, one producer per worker). The producer settings come from the
  * engine's config schema and buildProducerConfig, so they are exactly the forwarder's defaults.
  */
-import { buildProducerConfig } from '../src/config/kafka';
-import { configSchema } from '../src/config/schema';
-import { InlineLanes, WorkerLanes } from '../src/pipeline/4-kafka-produce/lanes';
-import type { ProducerLanes } from '../src/pipeline/4-kafka-produce/lanes';
-import { createLogger } from '../src/observability/logger';
-import type { WorkerInit } from '../src/pipeline/4-kafka-produce/protocol';
-import { packBatch } from '../src/pipeline/4-kafka-produce/codec';
-import type { PackedRecord } from '../src/pipeline/4-kafka-produce/codec';
-import { ensureTopic } from '../benchmark/kafka-consumer';
-import { encodePayload, nowMs, payloadTemplate } from '../benchmark/payload';
-import { percentile } from '../benchmark/stats';
+import {
+  InlineLanes,
+  WorkerLanes,
+  buildProducerConfig,
+  configSchema,
+  createLogger,
+  packBatch,
+} from '../engine';
+import type { PackedRecord, ProducerLanes, WorkerInit } from '../engine';
+import { encodePayload, nowMs, payloadTemplate } from '../load/payload';
+import { ensureTopic } from '../measure/kafka-consumer';
+import { percentile } from '../measure/stats';
+import type { KafkaCeilingResult } from '../types';
 
 export interface KafkaCeilingOptions {
   readonly host: string;
@@ -32,22 +34,6 @@ export interface KafkaCeilingOptions {
   readonly timeoutMs: number;
   /** Extra librdkafka properties (kafka.config). */
   readonly kafkaConfig?: Record<string, string | number | boolean>;
-}
-
-export interface KafkaCeilingResult {
-  readonly workers: number;
-  readonly mode: string;
-  readonly messages: number;
-  readonly delivered: number;
-  readonly failed: number;
-  readonly msgS: number;
-  readonly durationS: number;
-  /** Submit → result of one batch, ms. */
-  readonly batchP50Ms: number;
-  readonly batchP99Ms: number;
-  /** Main thread busy fraction while producing (packing, dispatch, results). */
-  readonly mainBusy: number;
-  readonly timedOut: boolean;
 }
 
 /**
@@ -85,6 +71,8 @@ export async function kafkaCeiling(o: KafkaCeilingOptions): Promise<KafkaCeiling
       : new WorkerLanes(o.workers, o.batchesPerWorker, init, log);
   keepAlive.push(lanes);
   try {
+    // As the forwarder does: every lane must reach its own thread before anything is produced.
+    await lanes.start();
     const readyBy = Date.now() + 30_000;
     while (lanes.ready < lanes.count) {
       if (Date.now() > readyBy) throw new Error('kafka producers not ready within 30 s');

@@ -8,8 +8,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { encodePayload, nowMs, payloadTemplate, writePayload } from './payload';
-import { threadCpuS } from './proc-sampler';
-import type { PublisherConfig, PublisherMessage } from './publisher';
+import { threadCpuS } from '../measure/proc-sampler';
+import type { PublisherConfig, PublisherMessage } from '../types';
 import { RawMqttPublisher, encodeTopic } from './raw-mqtt';
 
 const cfg = workerData as PublisherConfig;

@@ -4,11 +4,9 @@
  * across regenerations.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import type { CellResult, MatrixResult } from './run-matrix';
-import { mqttCeilingPlotName } from '../native-bench/mqtt-ceiling';
-import type { SubscriberClient } from '../native-bench/mqtt-ceiling';
-import type { SinkInfo } from './sink';
-import { fmtInt, fmtMs } from './stats';
+import type { CellResult, MatrixResult, SinkInfo, SubscriberClient } from '../types';
+import { fmtInt, fmtMs } from './format';
+import { mqttCeilingPlotName } from './plot';
 
 const NOTES_BEGIN = '<!-- notes:begin -->';
 const NOTES_END = '<!-- notes:end -->';
@@ -77,7 +75,7 @@ function perRead(info: SinkInfo): string {
 }
 
 function subscriberLabel(sub: SubscriberClient): string {
-  return sub === 'raw' ? 'raw (native-bench/raw-subscriber.ts)' : 'bare mqtt.js';
+  return sub === 'raw' ? 'raw (benchmark/ceilings/raw-subscriber.ts)' : 'bare mqtt.js';
 }
 
 function kafkaCeilingFor(m: MatrixResult, workers: number): number | undefined {
@@ -92,7 +90,7 @@ function workersOf(c: CellResult): number {
 /** Runs recorded before `--publisher` existed used mqtt.js. */
 function publisherName(client: MatrixResult['settings']['publisher'] | undefined): string {
   return client === 'raw'
-    ? 'the raw client (benchmark/raw-mqtt.ts, `--publisher raw`)'
+    ? 'the raw client (benchmark/load/raw-mqtt.ts, `--publisher raw`)'
     : 'mqtt.js (`--publisher mqttjs`)';
 }
 
@@ -319,8 +317,8 @@ export function renderBenchmarksDoc(
         ]),
       ),
       '',
-      '`transfer`: records packed into one ArrayBuffer (src/worker/codec.ts) and transferred, as the',
-      'engine does. `clone-copies`: an array of exact-size byte arrays, structured-cloned.',
+      "`transfer`: records packed into one ArrayBuffer by the engine's batch codec and transferred,",
+      'as the engine does. `clone-copies`: an array of exact-size byte arrays, structured-cloned.',
       '`clone-views`: an array of Buffers that are views into 64 KB read buffers, as mqtt.js hands',
       'them out, structured-cloned. Times include packing/copying on the main thread.',
       '',

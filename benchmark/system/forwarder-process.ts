@@ -9,7 +9,8 @@ import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+/** From build/benchmark/system/. */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 export interface ForwarderLaunch {
   readonly config: Record<string, unknown>;

@@ -1,37 +1,6 @@
 /** Turns per-message times into the report's figures and the plot's time series. */
+import type { LatencySummary, Series, Throughput } from '../types';
 import type { Tracker } from './tracker';
-
-export interface LatencySummary {
-  readonly count: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
-  readonly mean: number;
-}
-
-export interface Throughput {
-  /** Unique messages / (last arrival − first publish). */
-  readonly endToEndMsgS: number;
-  /** Rate between the arrivals of the 10th and the 90th percentile message: no ramp-up/tail. */
-  readonly steadyMsgS: number;
-  readonly firstPublishAt: number;
-  readonly lastArrivalAt: number;
-  readonly durationS: number;
-}
-
-export interface Series {
-  readonly bucketMs: number;
-  /** Epoch ms of bucket 0 (the first publish). */
-  readonly startAt: number;
-  /** msg/s per bucket. */
-  readonly published: number[];
-  readonly delivered: number[];
-  /** Latency (ms) of the messages that arrived in the bucket; null where none did. */
-  readonly latP50: (number | null)[];
-  readonly latP99: (number | null)[];
-  readonly latMax: (number | null)[];
-}
 
 /** Nearest-rank percentile of an ascending array. */
 export function percentile(sorted: ArrayLike<number>, p: number): number {
@@ -135,14 +104,4 @@ export function series(t: Tracker, publishTimes: Float64Array, maxBuckets = 240)
     latP99: pick(0.99),
     latMax: pick(1),
   };
-}
-
-/** 12345.6 → "12,346"; NaN → "–". */
-export function fmtInt(n: number): string {
-  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–';
-}
-
-export function fmtMs(n: number): string {
-  if (!Number.isFinite(n)) return '–';
-  return n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toString();
 }

@@ -3,20 +3,7 @@
  * topic, and when. Memory is fixed at start (about 17 bytes per message), so a run of 1M
  * messages costs 17 MB whatever arrives.
  */
-import type { DecodedPayload } from './payload';
-
-export interface ReceiptCounts {
-  /** Records of this run, duplicates included. */
-  readonly received: number;
-  readonly unique: number;
-  readonly duplicates: number;
-  /** First copies that arrived after a higher sequence id of the same topic. */
-  readonly outOfOrder: number;
-  /** Topics with at least one out-of-order message. */
-  readonly outOfOrderTopics: number;
-  /** Records that are not benchmark payloads of this run (markers, earlier runs, bad wrappers). */
-  readonly foreign: number;
-}
+import type { DecodedPayload, ReceiptCounts } from '../types';
 
 export class Tracker {
   /** Copies seen per sequence id, saturating at 255. */

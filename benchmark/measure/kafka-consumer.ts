@@ -10,7 +10,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import type { Sink, SinkInfo } from './sink';
+import type { Sink, SinkInfo } from '../types';
 
 export interface KafkaRecordMeta {
   readonly partition: number;

@@ -11,17 +11,19 @@
  */
 import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
-import { nowMs } from '../benchmark/payload';
-import { Publisher } from '../benchmark/publisher';
-import type { PublisherClient, PublisherConfig } from '../benchmark/publisher';
-import { runBenchmark } from '../benchmark/run';
-import type { RunOptions, RunResult } from '../benchmark/run';
-import type { Sink, SinkInfo } from '../benchmark/sink';
+import { nowMs } from '../load/payload';
+import { Publisher } from '../load/publisher';
+import { runBenchmark } from '../run';
+import type {
+  MqttCeiling,
+  PublisherCeiling,
+  PublisherConfig,
+  RunOptions,
+  Sink,
+  SinkInfo,
+  SubscriberClient,
+} from '../types';
 import { RawSubscriberSink } from './raw-subscriber';
-
-/** The MQTT-only ceiling's subscriber: `mqttjs` (bare mqtt.js) or `raw` (raw-subscriber.ts). */
-export type SubscriberClient = 'mqttjs' | 'raw';
-export const SUBSCRIBER_CLIENTS: readonly SubscriberClient[] = ['mqttjs', 'raw'];
 
 export class MqttSubscriberSink implements Sink {
   readonly name = 'bare mqtt.js subscriber';
@@ -72,9 +74,6 @@ export class MqttSubscriberSink implements Sink {
   }
 }
 
-/** An MQTT-only ceiling run, with the subscriber that measured it. */
-export type MqttCeiling = RunResult & { readonly subscriber: SubscriberClient };
-
 /** One MQTT-only ceiling run: the benchmark harness with a subscriber instead of Kafka. */
 export async function mqttCeiling(
   opts: RunOptions,
@@ -91,20 +90,6 @@ export async function mqttCeiling(
   return { ...(await runBenchmark({ ...opts, wrapped: false }, sink)), subscriber };
 }
 
-export interface PublisherCeiling {
-  readonly client: PublisherClient;
-  readonly qos: 0 | 1 | 2;
-  readonly messages: number;
-  readonly acked: number;
-  readonly msgS: number;
-  /** Fraction of the time the publisher thread was busy. */
-  readonly busy: number;
-  /** CPU of the publisher thread, % of one core. */
-  readonly cpuPct: number;
-  readonly timedOut: boolean;
-  readonly error?: string;
-}
-
 /** The publisher alone, nobody subscribed: mosquitto acknowledges and discards. */
 export async function publisherCeiling(cfg: PublisherConfig): Promise<PublisherCeiling> {
   const r = await new Publisher(cfg).done;
@@ -119,9 +104,4 @@ export async function publisherCeiling(cfg: PublisherConfig): Promise<PublisherC
     timedOut: r.timedOut,
     ...(r.error === undefined ? {} : { error: r.error }),
   };
-}
-
-/** Plot file name (no extension); the mqtt.js runs keep the name they had before `raw`. */
-export function mqttCeilingPlotName(qos: number, subscriber: SubscriberClient): string {
-  return subscriber === 'raw' ? `mqtt-only-raw-qos${qos}` : `mqtt-only-qos${qos}`;
 }

@@ -2,7 +2,7 @@
  * Live progress on stderr: a redrawn bar when stderr is a terminal, otherwise (CI logs, pipes)
  * a plain line every few seconds, so a log file does not fill with carriage returns.
  */
-import { fmtInt } from './stats';
+import { fmtInt } from './format';
 
 export interface ProgressState {
   readonly phase: string;

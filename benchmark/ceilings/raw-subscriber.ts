@@ -2,15 +2,15 @@
  * A lean MQTT subscriber for the MQTT-only ceiling. With the raw publisher, the bare mqtt.js
  * subscriber became the limit of that measurement: mqtt.js writes one PUBACK per message, a
  * syscall each, so the forwarder (which batches its acks) could match or beat the "ceiling".
- * This one parses PUBLISH packets straight from the socket's chunks (benchmark/raw-mqtt.ts)
- * and answers all the packets of one read with one write, so what it measures is closer to
- * what mosquitto and the machine can deliver.
+ * This one parses PUBLISH packets straight from the socket's chunks (the codec of
+ * load/raw-mqtt.ts) and answers all the packets of one read with one write, so what it measures
+ * is closer to what mosquitto and the machine can deliver.
  *
  * Acks are still written at once — at the end of the read that carried the packets — so the
  * broker's window is never held up by waiting.
  */
 import net from 'node:net';
-import { nowMs } from '../benchmark/payload';
+import { nowMs } from '../load/payload';
 import {
   ACK_BYTES,
   CONNACK,
@@ -22,6 +22,7 @@ import {
   PUBREL,
   PacketReader,
   SUBACK,
+  connackRefusal,
   decodeConnack,
   decodePublish,
   decodeSuback,
@@ -33,9 +34,8 @@ import {
   writePuback,
   writePubcomp,
   writePubrec,
-} from '../benchmark/raw-mqtt';
-import type { ProtocolVersion, QoS } from '../benchmark/raw-mqtt';
-import type { Sink, SinkInfo } from '../benchmark/sink';
+} from '../load/raw-mqtt';
+import type { ProtocolVersion, QoS, Sink, SinkInfo } from '../types';
 
 export const RAW_SUBSCRIBER_NAME = 'raw subscriber';
 
@@ -62,7 +62,7 @@ export class RawSubscriberSink implements Sink {
   private socket: net.Socket | undefined;
   private state = State.Connecting;
   private readonly reader = new PacketReader(
-    (h, b, s, e) => this.onPacket(h, b, s, e),
+    (h, b, s, e, at) => this.onPacket(h, b, s, e, at),
     MAX_PACKET_BYTES,
   );
   private readonly view = publishView();
@@ -210,7 +210,7 @@ export class RawSubscriberSink implements Sink {
     return at;
   }
 
-  private onPacket(header: number, b: Buffer, start: number, end: number): void {
+  private onPacket(header: number, b: Buffer, start: number, end: number, at: number): void {
     if (this.state === State.Closed) return;
     const type = header >> 4;
     const v = this.protocolVersion;
@@ -235,16 +235,9 @@ export class RawSubscriberSink implements Sink {
     switch (type) {
       case CONNACK: {
         if (this.state !== State.Connecting) return this.fail('a second CONNACK');
-        const ack = decodeConnack(b, start, end, v);
-        if (ack.code !== 0) {
-          const r = ack.properties.reasonString;
-          return this.fail(`CONNACK refused: ${reasonName(ack.code, v)}${r ? ` (${r})` : ''}`);
-        }
-        if (ack.properties.maximumQos !== undefined && this.qos > ack.properties.maximumQos) {
-          return this.fail(
-            `the broker allows at most QoS ${ack.properties.maximumQos}, asked for ${this.qos}`,
-          );
-        }
+        const ack = decodeConnack(b.subarray(at, end), v);
+        const refusal = connackRefusal(ack, v, this.qos);
+        if (refusal !== undefined) return this.fail(refusal);
         this.state = State.Subscribing;
         const keepaliveS = ack.properties.serverKeepAlive ?? KEEPALIVE_S;
         if (keepaliveS > 0) {
@@ -258,7 +251,7 @@ export class RawSubscriberSink implements Sink {
         return;
       }
       case SUBACK: {
-        const ack = decodeSuback(b, start, end, v);
+        const ack = decodeSuback(b.subarray(at, end), v);
         if (this.state !== State.Subscribing || ack.packetId !== SUBSCRIBE_ID) {
           return this.fail(`unexpected SUBACK for packet id ${ack.packetId}`);
         }
@@ -290,9 +283,8 @@ export class RawSubscriberSink implements Sink {
       case PINGRESP:
         this.pingSentAt = undefined;
         return;
-      case DISCONNECT: {
-        return this.fail(describeDisconnect(b, start, end, v));
-      }
+      case DISCONNECT:
+        return this.fail(describeDisconnect(b.subarray(at, end), v));
       default:
         return this.fail(`unexpected packet type ${type} from the broker`);
     }

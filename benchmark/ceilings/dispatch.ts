@@ -9,31 +9,10 @@
  */
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { packBatch } from '../src/pipeline/4-kafka-produce/codec';
-import type { PackedRecord } from '../src/pipeline/4-kafka-produce/codec';
-import { encodePayload, payloadTemplate } from '../benchmark/payload';
-
-export type DispatchMode = 'transfer' | 'clone-copies' | 'clone-views';
-
-export type DispatchTask =
-  | { readonly kind: 'packed'; readonly buffer: ArrayBuffer }
-  | {
-      readonly kind: 'records';
-      readonly records: readonly { key: Uint8Array; value: Uint8Array }[];
-    };
-
-export interface DispatchResult {
-  readonly mode: DispatchMode;
-  readonly batchSize: number;
-  readonly batches: number;
-  readonly records: number;
-  /** Wall time per batch with `inflight` batches outstanding (so: the throughput cost). */
-  readonly usPerBatch: number;
-  readonly usPerRecord: number;
-  readonly recordsPerS: number;
-  /** Main thread busy fraction (packing or cloning happens there). */
-  readonly mainBusy: number;
-}
+import { packBatch } from '../engine';
+import type { PackedRecord } from '../engine';
+import { encodePayload, payloadTemplate } from '../load/payload';
+import type { DispatchMode, DispatchResult, DispatchTask } from '../types';
 
 /** Socket reads as mqtt.js sees them: records are views into 64 KB chunks. */
 function recordsInChunks(n: number, payloadSize: number): PackedRecord[] {
@@ -68,7 +47,7 @@ export async function dispatchBench(opts: {
   readonly inflight: number;
   readonly timeoutMs: number;
 }): Promise<DispatchResult[]> {
-  // The engine's pool settings (src/dispatch/lanes.ts), one worker.
+  // The engine's pool settings (WorkerLanes), one worker.
   const pool = new Piscina({
     filename: path.join(__dirname, 'dispatch-worker.js'),
     minThreads: 1,

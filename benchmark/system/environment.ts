@@ -1,28 +1,10 @@
-/** What a result was measured on: recorded with every matrix run and printed in the docs. */
+/** CPU, memory, kernel, versions of node, the brokers, librdkafka and kcat, the git commit. */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { librdkafkaVersion } from 'node-rdkafka';
-
-export interface Environment {
-  readonly cpuModel: string;
-  readonly cores: number;
-  readonly memoryGb: number;
-  readonly kernel: string;
-  readonly node: string;
-  readonly mosquitto: string;
-  readonly kafka: string;
-  readonly librdkafka: string;
-  readonly kcat: string;
-  readonly mqttJs: string;
-  readonly piscina: string;
-  readonly gitCommit: string;
-  /** Files changed but not committed when the run started. */
-  readonly gitDirty: number;
-  /** 1-minute load average at start: the machine may be shared. */
-  readonly loadAvgAtStart: number;
-}
+import type { Environment } from '../types';
 
 function tryRun(cmd: string, args: string[], cwd?: string): string {
   try {

@@ -1,0 +1,55 @@
+/**
+ * Command-line option parsers shared by the entry points (cli.ts, native-bench.ts,
+ * run-matrix.ts), so that an option spelled the same way means the same in all three.
+ */
+import { InvalidArgumentError, Option } from 'commander';
+import { PUBLISHER_CLIENTS } from './types';
+import type { ProtocolVersion } from './types';
+
+/** One integer in [min, max]; `_` may group digits (1_000_000). */
+export function int(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (v: string): number => {
+    const n = Number(v.replace(/_/g, ''));
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+/** Comma-separated integers in [min, max]; the empty string is the empty list. */
+export function intList(min: number, max: number) {
+  return (v: string): number[] =>
+    v === ''
+      ? []
+      : v.split(',').map((s) => {
+          const n = Number(s.trim().replace(/_/g, ''));
+          if (!Number.isInteger(n) || n < min || n > max) {
+            throw new InvalidArgumentError(
+              `expected integers from ${min} to ${max}, comma-separated`,
+            );
+          }
+          return n;
+        });
+}
+
+export function protocolOf(v: string): ProtocolVersion {
+  if (v === '5') return 5;
+  if (v === '3.1.1' || v === '4') return 4;
+  throw new InvalidArgumentError("expected 5 or '3.1.1'");
+}
+
+/** `host:port` of the option named `what`. */
+export function hostPort(v: string, what: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(port)) throw new InvalidArgumentError(`${what}: host:port`);
+  return { host: v.slice(0, i), port };
+}
+
+/** `--publisher`: the load generator's MQTT client, the same choice in every entry point. */
+export function publisherOption(): Option {
+  return new Option('--publisher <client>', 'MQTT client of the load generator')
+    .choices(PUBLISHER_CLIENTS)
+    .default('raw');
+}

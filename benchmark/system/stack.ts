@@ -1,0 +1,37 @@
+/** The brokers a matrix run measures on: scripts/stack, on ports and a state folder of its own. */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { REPO_ROOT } from './forwarder-process';
+
+/** Runs `scripts/stack <cmd>` with `env` (ports, state folder); bounded at 3 minutes. */
+export function stack(cmd: string, env: NodeJS.ProcessEnv): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(path.join(REPO_ROOT, 'scripts', 'stack'), [cmd], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, out });
+    });
+  });
+}
+
+/** mosquitto and Kafka of the stack, for the CPU breakdown (absent ones are left out). */
+export function brokerPids(stackDir: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of ['mosquitto', 'kafka']) {
+    try {
+      const pid = Number(readFileSync(path.join(stackDir, `${name}.pid`), 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0) out[name] = pid;
+    } catch {
+      // not running from this state folder
+    }
+  }
+  return out;
+}
