@@ -59,6 +59,8 @@ export interface DeliveryClient {
   stopping(): boolean;
   /** A record was confirmed: some broker is reachable. */
   delivered(): void;
+  /** The first record awaiting its delivery report since none was: poll soon. */
+  awaiting(): void;
 }
 
 export class Deliveries {
@@ -101,7 +103,7 @@ export class Deliveries {
     try {
       client.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec, rec.headers);
       rec.awaiting = true;
-      this.inFlight++;
+      if (++this.inFlight === 1) this.client.awaiting();
     } catch (err) {
       // Shutting down ("Producer not connected"): leave it unconfirmed, never acknowledged.
       if (this.client.stopping()) return;
