@@ -6,6 +6,7 @@
  *
  * Relied on (see pipeline/6-mqtt-ack/ack-gate.ts for why):
  * - `_sendPacket(packet, cb)` writes every outgoing packet; its callback lets mqtt.js read on.
+ *   PUBACK, PUBREC and PUBCOMP are the only packets mqtt.js sends without keeping state.
  * - `handleMessage(packet, cb)` is where a QoS 0 PUBLISH waits before the next is read.
  * - `_trackIncomingQoS2Publish(id)` enforces the advertised receive maximum on QoS 2 ids.
  * - `reschedulePing(force)` restarts the keepalive timer.
@@ -38,6 +39,10 @@ export interface AckInterception {
   onAck(done: () => void): void;
   /** A QoS 0 PUBLISH was handled; call `done` to let mqtt.js read on. */
   onQoS0(done: () => void): void;
+  /** mqtt.js is about to write PUBCOMP for `messageId` (connected); the hook writes it. */
+  onPubcomp(messageId: number): void;
+  /** mqtt.js is about to write DISCONNECT: whatever the hooks hold back must go first. */
+  beforeDisconnect(): void;
 }
 
 /** The calls the ack gate makes past mqtt.js's bookkeeping. */
@@ -87,6 +92,14 @@ export function interceptAcks(client: MqttClient, hooks: AckInterception): RawCl
       hooks.onAck(() => cb?.());
       return;
     }
+    // mqtt.js keeps no state for a PUBCOMP. Disconnected, it would queue it for the next
+    // connection, where the id means nothing; the broker re-sends PUBREL on a resumed session.
+    if (packet['cmd'] === 'pubcomp') {
+      if (client.connected) hooks.onPubcomp(packet['messageId'] as number);
+      cb?.();
+      return;
+    }
+    if (packet['cmd'] === 'disconnect') hooks.beforeDisconnect();
     send(packet, cb, ...rest);
   };
   c.handleMessage = (packet, cb) => {
@@ -99,7 +112,10 @@ export function interceptAcks(client: MqttClient, hooks: AckInterception): RawCl
     return true;
   };
   return {
-    send: (packet) => send(packet),
+    send: (packet) => {
+      if (packet['cmd'] === 'disconnect') hooks.beforeDisconnect();
+      send(packet);
+    },
     keepAlive: () => c.reschedulePing(true),
     write: (bytes) => {
       if (!c.stream) return false;

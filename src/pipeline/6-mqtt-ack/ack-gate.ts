@@ -43,9 +43,10 @@ export interface AckToSend {
   readonly conn: number;
 }
 
-/** Fixed header byte of PUBACK (type 4) and PUBREC (type 5); flags are 0 for both. */
+/** Fixed header byte of PUBACK (type 4), PUBREC (type 5), PUBCOMP (type 7); flags are 0. */
 const PUBACK = 0x40;
 const PUBREC = 0x50;
+const PUBCOMP = 0x70;
 /** Fixed header (2 bytes, remaining length 2) + packet id. */
 const ACK_BYTES = 4;
 
@@ -54,6 +55,9 @@ export class AckGate {
   private readonly raw: RawClient;
   private stallTimer: NodeJS.Timeout | undefined;
   private holding = false;
+  /** PUBCOMPs of this I/O turn, written together (see flushPubcomps). */
+  private pubcomps: number[] = [];
+  private pubcompFlush: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly client: MqttClient,
@@ -68,13 +72,25 @@ export class AckGate {
       });
       if (!resumed) this.beginStall();
     };
-    this.raw = interceptAcks(client, { onAck: admit, onQoS0: admit });
+    this.raw = interceptAcks(client, {
+      onAck: admit,
+      onQoS0: admit,
+      onPubcomp: (messageId) => {
+        this.pubcomps.push(messageId);
+        this.pubcompFlush ??= setImmediate(() => this.flushPubcomps());
+      },
+      beforeDisconnect: () => this.flushPubcomps(),
+    });
 
     // 'connect' is emitted while the CONNACK is handled, before any PUBLISH of that connection.
     client.on('connect', () => {
       this.conn++;
     });
-    client.on('close', () => this.endStall());
+    client.on('close', () => {
+      this.endStall();
+      // Their PUBRELs are re-sent by the broker on a resumed session.
+      this.pubcomps = [];
+    });
     client.on('packetreceive', (packet) => {
       if (packet.cmd === 'publish') hooks.onPublish(packet, this.conn);
     });
@@ -91,6 +107,27 @@ export class AckGate {
    */
   sendDisconnect(): void {
     if (this.client.connected) this.raw.send({ cmd: 'disconnect' });
+  }
+
+  /**
+   * Writes the PUBCOMPs mqtt.js produced in this I/O turn as one socket write, in the order of
+   * their PUBRELs. mqtt.js would write each alone (a syscall per QoS 2 message, on top of the
+   * PUBREC); like PUBACK, a PUBCOMP with a success reason is four fixed bytes in MQTT 3.1.1 and 5.
+   */
+  private flushPubcomps(): void {
+    clearImmediate(this.pubcompFlush);
+    this.pubcompFlush = undefined;
+    const ids = this.pubcomps;
+    if (ids.length === 0) return;
+    this.pubcomps = [];
+    if (!this.client.connected) return;
+    const out = Buffer.allocUnsafe(ids.length * ACK_BYTES);
+    for (let i = 0; i < ids.length; i++) {
+      out[i * ACK_BYTES] = PUBCOMP;
+      out[i * ACK_BYTES + 1] = 2;
+      out.writeUInt16BE(ids[i]!, i * ACK_BYTES + 2);
+    }
+    this.raw.write(out);
   }
 
   private beginStall(): void {
