@@ -69,8 +69,12 @@ export class Batcher {
     if (l.open.length >= this.opts.batchSize) {
       this.seal(l);
     } else if (l.timer === undefined && !l.due) {
+      // Lingering gathers records while the lane's producer is busy anyway. A lane with nothing
+      // at its producer sends at the end of this I/O turn: under light load, or behind a broker
+      // that caps unacknowledged messages, a message waits for nothing (latency is throughput
+      // there), and under heavy load every lane has batches out, so batches still fill.
       l.timer =
-        this.opts.lingerMs > 0
+        this.opts.lingerMs > 0 && l.inFlight > 0
           ? setTimeout(() => this.lingered(l), this.opts.lingerMs)
           : setImmediate(() => this.lingered(l));
     }
