@@ -13,9 +13,10 @@ import { describe, test } from 'node:test';
 import { STOP_RETRY_MS } from '../../src/pipeline/5-settle/settle';
 import { uniqueName } from '../helpers/env';
 import { fakePipeline } from '../helpers/fake-pipeline';
-import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
-import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { MappingSpec } from '../helpers/forwarder';
 import { TOPIC_MARKER, createTopic, readUntil } from '../helpers/kafka';
+import { forwarderPool, ready, until } from '../helpers/kit';
 import { publishMany } from '../helpers/mqtt';
 import { alterTopicConfig, describeTopicConfig } from '../helpers/topic-config';
 
@@ -24,20 +25,6 @@ const BIG = 'B'.repeat(5000);
 const MARGIN_MS = 15_000;
 
 const pool = forwarderPool();
-
-async function httpGet(fwd: ForwarderProcess, route: string): Promise<Response> {
-  const l = await fwd.waitForLog((x) => x.msg === 'http server listening');
-  return fetch(`http://127.0.0.1:${String(l['port'])}${route}`);
-}
-
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('on_error: stop, Kafka refuses a record as too large, then its limit is raised', () => {
   test('the forwarder resumes by itself within the retry period and loses nothing', async (t) => {
@@ -50,7 +37,7 @@ describe('on_error: stop, Kafka refuses a record as too large, then its limit is
       on_error: 'stop',
     };
     const fwd = pool.start(writeConfig(testConfig([mapping], { shutdown_timeout_ms: 1000 })));
-    await fwd.ready(1, 1);
+    await ready(fwd);
 
     // The big message first, then small ones on other topics behind it.
     await publishMany({
@@ -62,11 +49,11 @@ describe('on_error: stop, Kafka refuses a record as too large, then its limit is
     await until(
       'not ready with the halt reason',
       async () => {
-        const r = await httpGet(fwd, '/readyz');
+        const r = await fwd.get('/readyz');
         const body = (await r.json()) as Record<string, unknown>;
         return r.status === 503 && typeof body['halted'] === 'string';
       },
-      30_000,
+      { timeoutMs: 30_000 },
     );
     const refusal = await fwd.waitForLog((l) => l['code'] === 'ERR_KAFKA_DELIVERY');
     assert.equal(refusal['kafkaError'], 'ERR_MSG_SIZE_TOO_LARGE');
@@ -118,12 +105,10 @@ describe('on_error: stop, Kafka refuses a record as too large, then its limit is
     await until(
       'window empty and ready',
       async () => {
-        const m = await (await httpGet(fwd, '/metrics')).text();
-        return (
-          /^mkf_inflight_messages 0$/m.test(m) && (await httpGet(fwd, '/readyz')).status === 200
-        );
+        const m = await (await fwd.get('/metrics')).text();
+        return /^mkf_inflight_messages 0$/m.test(m) && (await fwd.get('/readyz')).status === 200;
       },
-      10_000,
+      { timeoutMs: 10_000 },
     );
     await pool.stop(fwd);
   });
