@@ -75,7 +75,8 @@ export async function ready(
       { timeoutMs, intervalMs: 50 },
     );
   } catch (err) {
-    throw new Error(`${String(err)}; last /readyz: ${last.trim()}; last lines:\n${fwd.tail()}`);
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(`${why}; last /readyz: ${last.trim() || 'none'}; last lines:\n${fwd.tail()}`);
   }
 }
 
