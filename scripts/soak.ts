@@ -13,6 +13,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { KAFKA_BROKERS, REPO_ROOT, uniqueName } from '../test/helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../test/helpers/forwarder';
+import { ready } from '../test/helpers/kit';
 import { connectClient } from '../test/helpers/mqtt';
 
 interface Sample {
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
     ),
     { LOG_LEVEL: 'info' },
   );
-  await fwd.ready(1, 1, 60_000);
+  await ready(fwd, { timeoutMs: 60_000 });
   const pub = await connectClient({ protocolVersion: 5 });
 
   let published = 0;

@@ -22,6 +22,7 @@ import { Command } from 'commander';
 import { uniqueName } from '../test/helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../test/helpers/forwarder';
 import { readUntil } from '../test/helpers/kafka';
+import { ready } from '../test/helpers/kit';
 import { dropSession, publishMany } from '../test/helpers/mqtt';
 import { closedPort, freezeKafka, thawKafka, waitKafkaWritable } from '../test/helpers/stack';
 
@@ -215,7 +216,6 @@ async function cycleBody(
     premise: false,
     note: '',
   };
-  const producers = workers === 0 ? 1 : workers;
   const base = session?.topic ?? uniqueName(`stress-${state}-${workers}`);
   const overrides: Record<string, unknown> = {
     dispatch: { workers },
@@ -238,7 +238,7 @@ async function cycleBody(
       await stop(fwd, cycle);
       return cycle;
     }
-    await fwd.ready(1, producers, START_TIMEOUT_MS);
+    await ready(fwd, { timeoutMs: START_TIMEOUT_MS });
     if (state === 'idle') {
       cycle.premise = true;
       await stop(fwd, cycle);
@@ -287,7 +287,7 @@ async function drainSession(s: Session): Promise<{ missing: number; duplicates: 
     }),
   );
   try {
-    await fwd.ready(1, s.workers === 0 ? 1 : s.workers, START_TIMEOUT_MS);
+    await ready(fwd, { timeoutMs: START_TIMEOUT_MS });
     const distinct = (recs: readonly { value: Buffer }[]): number =>
       new Set(recs.map((r) => r.value.toString())).size;
     const records = await readUntil(s.topic, (r) => distinct(r) >= s.published, 180_000);

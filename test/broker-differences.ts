@@ -12,9 +12,11 @@ import net from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { MQTT_HOST, MQTT_PORT, uniqueName } from './helpers/env';
+import { sleep, until } from './helpers/kit';
 import { publishMany } from './helpers/mqtt';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** A packet the broker answers with comes within milliseconds: checked every 10 ms, 5 s at most. */
+const PACKET = { timeoutMs: 5_000, intervalMs: 10 };
 
 class RawClient {
   readonly publishes: IPublishPacket[] = [];
@@ -60,7 +62,7 @@ class RawClient {
       keepalive: 60,
       ...(v === 5 ? { properties } : {}),
     });
-    await client.until(() => client.packets.some((p) => p.cmd === 'connack'), 5_000, 'CONNACK');
+    await until('CONNACK', () => client.packets.some((p) => p.cmd === 'connack'), PACKET);
     const connack = client.packets.find((p) => p.cmd === 'connack') as {
       sessionPresent: boolean;
     };
@@ -82,10 +84,10 @@ class RawClient {
           ? { properties: { subscriptionIdentifier: f.id } }
           : {}),
       });
-      await this.until(
-        () => this.packets.filter((p) => p.cmd === 'suback').length > before,
-        5_000,
+      await until(
         'SUBACK',
+        () => this.packets.filter((p) => p.cmd === 'suback').length > before,
+        PACKET,
       );
     }
   }
@@ -93,14 +95,6 @@ class RawClient {
   ack(p: IPublishPacket): void {
     if (p.qos === 1) this.send({ cmd: 'puback', messageId: p.messageId });
     if (p.qos === 2) this.send({ cmd: 'pubrec', messageId: p.messageId });
-  }
-
-  async until(check: () => boolean, ms: number, what: string): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error(`no ${what} within ${ms} ms`);
-      await sleep(10);
-    }
   }
 
   /** Drops the TCP connection without DISCONNECT (like a crash). */
@@ -145,7 +139,7 @@ async function redelivery(v: 4 | 5): Promise<string> {
   ({ client } = await RawClient.connect(id, v));
   await client.subscribe([{ topic: `${base}/#`, qos: 1 }]);
   await pub(() => `${base}/t`, 1, 1);
-  await client.until(() => client.publishes.length === 1, 5_000, 'first PUBLISH');
+  await until('first PUBLISH', () => client.publishes.length === 1, PACKET);
   client.destroy();
   await sleep(300);
   await publishMany({ count: 3, qos: 1, topic: () => `${base}/t`, payload: (i) => String(i + 1) });

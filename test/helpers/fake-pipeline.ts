@@ -4,7 +4,10 @@
  * milliseconds, with node:test's mocked timers. What it fakes is only what a real lane returns
  * (tests against real brokers check that the real lanes do return it).
  */
+import assert from 'node:assert/strict';
+import pino from 'pino';
 import { createLogger } from '../../src/observability/logger';
+import type { Logger } from '../../src/observability/logger';
 import { Metrics } from '../../src/observability/metrics';
 import { Batcher } from '../../src/pipeline/3-batch/batcher';
 import type { BatchOptions } from '../../src/pipeline/3-batch/batcher';
@@ -39,6 +42,8 @@ export interface FakePipeline {
   readonly pending: { lane: number; answer: () => void }[];
   /** messageIds released (acked) by the window, in order. */
   readonly released: number[];
+  /** The same, one array per release: what the ack gate writes to the socket at once. */
+  readonly releases: number[][];
   /** true on each window pause (a stop-policy hold), false on each resume. */
   readonly halts: boolean[];
   /** Answers the next batches with this; shift()ed per batch, falling back to "confirm all". */
@@ -49,12 +54,37 @@ export interface FakePipeline {
   admit(id: number, mappings?: number): WindowEntry;
   /** A routed record of `entry` for `mapping`, as 2-route builds it. */
   record(entry: WindowEntry, mapping?: number, value?: string, topicIndex?: number): PendingRecord;
+  /** Admits message `id` for one mapping and adds its record to `lane`'s open batch. */
+  send(id: number, lane?: number, mapping?: number): void;
+  /** Answers the oldest batch waiting at `lane` (see `hold`) and lets its result settle. */
+  answer(lane?: number): Promise<void>;
   /** Lets the promise callbacks of answered batches run. */
   turn(): Promise<void>;
+  /** The value of a per-mapping counter (e.g. mkf_messages_forwarded_total) for `mapping`. */
+  counter(name: string, mapping?: string): Promise<number>;
+}
+
+/** An answer refusing (librdkafka `code`) the records `which` picks; the others are confirmed. */
+export function refuse(
+  code: number,
+  message: string,
+  which: (r: SentRecord) => boolean = () => true,
+): Answer {
+  return (batch) => batch.flatMap((r, index) => (which(r) ? [{ index, code, message }] : []));
+}
+
+/** A logger whose JSON lines land in `lines`, synchronously (createLogger writes to fd 1). */
+export function capturedLogger(): { log: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino(
+    { level: 'debug' },
+    { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) },
+  );
+  return { log, lines };
 }
 
 export function fakePipeline(
-  opts: Partial<BatchOptions> & { lanes?: number; policies?: MappingPolicy[] } = {},
+  opts: Partial<BatchOptions> & { lanes?: number; policies?: MappingPolicy[]; log?: Logger } = {},
 ): FakePipeline {
   const batches: SentRecord[][] = [];
   const pending: FakePipeline['pending'] = [];
@@ -91,9 +121,12 @@ export function fakePipeline(
     close: () => Promise.resolve('closed'),
   };
   const released: number[] = [];
-  const window = new InflightWindow(1000, 1_000_000, (r) =>
-    released.push(...r.map((e) => e.messageId)),
-  );
+  const releases: number[][] = [];
+  const window = new InflightWindow(1000, 1_000_000, (r) => {
+    const ids = r.map((e) => e.messageId);
+    released.push(...ids);
+    releases.push(ids);
+  });
   const halts: boolean[] = [];
   const pause = window.pause.bind(window);
   const resume = window.resume.bind(window);
@@ -111,7 +144,7 @@ export function fakePipeline(
     inflightBytes: () => window.bytes,
     producersReady: () => lanes.ready,
   });
-  const log = createLogger('silent');
+  const log = opts.log ?? createLogger('silent');
   const bound: { settler?: Settler } = {};
   const batcher = new Batcher(
     lanes,
@@ -131,6 +164,17 @@ export function fakePipeline(
     log,
     metrics,
   ));
+  const admit: FakePipeline['admit'] = (id, mappings = 1) => window.admit(1, id, 1, 4, mappings);
+  const record: FakePipeline['record'] = (
+    entry,
+    mapping = 0,
+    value = `v${entry.messageId}`,
+    topicIndex = 0,
+  ) => {
+    const v = Buffer.from(value);
+    return { entry, mapping, topicIndex, key: Buffer.from('a/b'), value: v, payload: v };
+  };
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
   return {
     window,
     batcher,
@@ -139,6 +183,7 @@ export function fakePipeline(
     batches,
     pending,
     released,
+    releases,
     halts,
     answers,
     get hold() {
@@ -147,11 +192,22 @@ export function fakePipeline(
     set hold(v: boolean) {
       state.hold = v;
     },
-    admit: (id, mappings = 1) => window.admit(1, id, 1, 4, mappings),
-    record: (entry, mapping = 0, value = `v${entry.messageId}`, topicIndex = 0) => {
-      const v = Buffer.from(value);
-      return { entry, mapping, topicIndex, key: Buffer.from('a/b'), value: v, payload: v };
+    admit,
+    record,
+    send: (id, lane = 0, mapping = 0) => batcher.add(lane, record(admit(id), mapping)),
+    async answer(lane = 0) {
+      const i = pending.findIndex((x) => x.lane === lane);
+      assert.ok(i >= 0, `a batch of lane ${lane} is waiting for its answer`);
+      pending.splice(i, 1)[0]!.answer();
+      await turn();
     },
-    turn: () => new Promise((r) => setImmediate(r)),
+    turn,
+    counter: async (name, mapping = 'm') => {
+      const metric = metrics.registry.getSingleMetric(name);
+      if (!metric) throw new Error(`no metric ${name}`);
+      const sample = (await metric.get()).values.find((v) => v.labels['mapping'] === mapping);
+      if (!sample) throw new Error(`${name} has no series for mapping ${mapping}`);
+      return sample.value;
+    },
   };
 }

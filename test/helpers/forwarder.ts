@@ -1,14 +1,13 @@
 /**
  * Runs the real forwarder as a child process (bin/forwarder.js, the same entry users run) with a
- * config written to a temporary file, and reads its JSON log lines.
+ * config written to a temporary file, and reads its JSON log lines. Start forwarders through
+ * forwarderPool() (helpers/kit.ts), which stops them whatever happens to the test.
  */
-import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after } from 'node:test';
 import { stringify } from 'yaml';
 import { KAFKA_PORT, MQTT_HOST, MQTT_PORT, REPO_ROOT } from './env';
 
@@ -132,25 +131,15 @@ export class ForwarderProcess {
     });
   }
 
-  /** Waits until MQTT is subscribed to `filters` and every producer connected. */
-  async ready(filters: number, producers: number, timeoutMs = 30_000): Promise<void> {
-    await this.waitForLog((l) => l.msg === 'mqtt connected', timeoutMs, 'mqtt connection');
-    const deadline = Date.now() + timeoutMs;
-    while (
-      this.lines.filter((l) => l.msg === 'mqtt subscribed').length < filters ||
-      this.lines.filter((l) => l.msg === 'kafka producer connected').length < producers
-    ) {
-      if (Date.now() > deadline)
-        throw new Error(`forwarder not ready in ${timeoutMs} ms:\n${this.tail()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  /** GET `route` on the forwarder's HTTP server, at the port it logged. */
+  async get(route: string): Promise<Response> {
+    const line = await this.waitForLog((l) => l.msg === 'http server listening', 30_000, 'http');
+    return fetch(`http://127.0.0.1:${String(line['port'])}${route}`);
   }
 
-  /** The body of GET /readyz (its `detail` fields plus `status`), from the port it logged. */
+  /** The body of GET /readyz (its `detail` fields plus `status`). */
   async readyz(): Promise<Record<string, unknown>> {
-    const line = await this.waitForLog((l) => l.msg === 'http server listening', 30_000, 'http');
-    const res = await fetch(`http://127.0.0.1:${String(line['port'])}/readyz`);
-    return (await res.json()) as Record<string, unknown>;
+    return (await (await this.get('/readyz')).json()) as Record<string, unknown>;
   }
 
   /** Sends `signal` and resolves with the exit status (bounded: SIGKILL after `timeoutMs`). */
@@ -175,31 +164,4 @@ export class ForwarderProcess {
       '\n',
     );
   }
-}
-
-/**
- * Forwarders of one test file: `start` tracks each one, `stop` sends SIGTERM and asserts a clean
- * exit, and any still running when the file ends is SIGKILLed, so a failing assertion never
- * leaves a forwarder behind.
- */
-export function forwarderPool(): {
-  start(configFile: string, env?: NodeJS.ProcessEnv): ForwarderProcess;
-  stop(fwd: ForwarderProcess): Promise<void>;
-} {
-  const live = new Set<ForwarderProcess>();
-  after(async () => {
-    await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
-  });
-  return {
-    start(configFile, env = {}) {
-      const fwd = new ForwarderProcess(configFile, env);
-      live.add(fwd);
-      void fwd.exit().then(() => live.delete(fwd));
-      return fwd;
-    },
-    async stop(fwd) {
-      const r = await fwd.stop('SIGTERM', 20_000);
-      assert.equal(r.code, 0, `forwarder exit: ${JSON.stringify(r)}\n${fwd.tail()}`);
-    },
-  };
 }

@@ -17,8 +17,10 @@ import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
 import { topicHash } from '../../src/pipeline/2-route/router';
 import { MQTT_BROKER, MQTT_HOST, MQTT_PORT, uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { ForwarderProcess } from '../helpers/forwarder';
 import { readAll, readUntil } from '../helpers/kafka';
+import { forwarderPool, ready, sleep, until } from '../helpers/kit';
 import { publishMany } from '../helpers/mqtt';
 
 const WORKERS = 2;
@@ -64,14 +66,6 @@ class WireTap {
     return (dir === 'client' ? this.fromClient : this.fromBroker).filter(
       (t) => t.packet.cmd === cmd,
     );
-  }
-
-  async waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error(`tap: no ${what} within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
   }
 
   private accept(client: net.Socket): void {
@@ -123,14 +117,14 @@ class WireTap {
   }
 }
 
-const forwarders: ForwarderProcess[] = [];
+const pool = forwarderPool();
 const taps: WireTap[] = [];
 after(async () => {
-  await Promise.all(forwarders.map((f) => f.stop('SIGKILL', 5_000)));
   await Promise.all(taps.map((t) => t.close()));
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** What the tap parsed is checked often: every 20 ms, at most a minute. */
+const TAPPED = { timeoutMs: 60_000, intervalMs: 20 };
 
 function topicsOverLanes(base: string, count: number): string[] {
   const topics = Array.from({ length: count }, (_, i) => `${base}/dev-${i}`);
@@ -146,7 +140,7 @@ async function start(
 ): Promise<{ tap: WireTap; fwd: ForwarderProcess }> {
   const tap = await WireTap.start();
   taps.push(tap);
-  const fwd = new ForwarderProcess(
+  const fwd = pool.start(
     writeConfig(
       testConfig([{ name: 'acks', mqtt: { topic: `${base}/#`, qos }, kafka: { topic: base } }], {
         mqtt: {
@@ -163,8 +157,7 @@ async function start(
       }),
     ),
   );
-  forwarders.push(fwd);
-  await fwd.ready(1, WORKERS);
+  await ready(fwd);
   return { tap, fwd };
 }
 
@@ -209,10 +202,10 @@ for (const protocol of PROTOCOLS) {
           topic: (i) => topics[i % topics.length]!,
           payload: (i) => payloads[i]!,
         });
-        await tap.waitFor(
+        await until(
+          `${COUNT} ${qos === 1 ? 'PUBACKs' : 'PUBCOMPs'} at the tap`,
           () => tap.packets('client', qos === 1 ? 'puback' : 'pubcomp').length >= COUNT,
-          60_000,
-          `${COUNT} ${qos === 1 ? 'PUBACKs' : 'PUBCOMPs'}`,
+          TAPPED,
         );
         await sleep(500);
         const stop = await fwd.stop('SIGTERM', 30_000);
@@ -272,7 +265,7 @@ for (const protocol of PROTOCOLS) {
         topic: (i) => topics[i % topics.length]!,
         payload: (i) => payloads[i]!,
       });
-      await tap.waitFor(() => killedAt >= 0, 60_000, `PUBACK number ${N}`);
+      await until(`PUBACK number ${N} at the tap`, () => killedAt >= 0, TAPPED);
       const exit = await fwd.stop('SIGKILL', 10_000);
       assert.equal(exit.signal, 'SIGKILL', 'the forwarder was killed');
       const acked = tap.packets('client', 'puback').slice(0, N);

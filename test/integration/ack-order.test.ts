@@ -18,25 +18,22 @@ import { after, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { topicHash } from '../../src/pipeline/2-route/router';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
-import type { LogLine } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { ForwarderProcess, LogLine } from '../helpers/forwarder';
 import { readAll, readUntil } from '../helpers/kafka';
+import { forwarderPool, ready, sleep, until } from '../helpers/kit';
 import { RawBroker } from '../helpers/raw-broker';
 import type { PublishSpec, ReceivedPacket } from '../helpers/raw-broker';
 
 const PROTOCOLS = [5, 4] as const;
 const WORKERS = 2;
 
-const forwarders: ForwarderProcess[] = [];
+const pool = forwarderPool();
 const brokers: RawBroker[] = [];
 
 after(async () => {
-  // Only reached with something still running if a test failed half-way.
-  await Promise.all(forwarders.map((f) => f.stop('SIGTERM', 20_000)));
   await Promise.all(brokers.map((b) => b.close()));
 });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function startBroker(): Promise<RawBroker> {
   const broker = await RawBroker.start();
@@ -57,7 +54,10 @@ interface ForwarderSpec {
   readonly shutdownTimeoutMs?: number;
 }
 
-/** Starts the real forwarder against the raw broker and waits until it subscribed. */
+/**
+ * Starts the real forwarder against the raw broker and waits until it subscribed (Kafka may be
+ * unreachable on purpose, so not until it is ready).
+ */
 async function startForwarder(spec: ForwarderSpec): Promise<ForwarderProcess> {
   const config = testConfig(
     [
@@ -82,9 +82,11 @@ async function startForwarder(spec: ForwarderSpec): Promise<ForwarderProcess> {
         : { shutdown_timeout_ms: spec.shutdownTimeoutMs }),
     },
   );
-  const fwd = new ForwarderProcess(writeConfig(config));
-  forwarders.push(fwd);
-  await fwd.waitForLog((l) => l.msg === 'mqtt subscribed', 30_000, 'mqtt subscription');
+  const fwd = pool.start(writeConfig(config));
+  await until(
+    'mqtt subscribed (/readyz)',
+    async () => (await fwd.readyz())['mqttSubscribed'] === true,
+  );
   await spec.broker.waitFor(() => spec.broker.packets('subscribe').length > 0, 5_000, 'SUBSCRIBE');
   return fwd;
 }
@@ -92,8 +94,7 @@ async function startForwarder(spec: ForwarderSpec): Promise<ForwarderProcess> {
 /** Kafka ready too: every producer connected. */
 async function startForwarderWithKafka(spec: ForwarderSpec): Promise<ForwarderProcess> {
   const fwd = await startForwarder(spec);
-  const workers = (spec.dispatch as { workers?: number } | undefined)?.workers ?? WORKERS;
-  await fwd.ready(1, Math.max(1, workers));
+  await ready(fwd);
   return fwd;
 }
 

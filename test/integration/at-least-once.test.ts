@@ -8,10 +8,11 @@
  * forgets it, and the kill takes the forwarder's copy with it.
  */
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
 import { idsOf, readAll, readUntil } from '../helpers/kafka';
+import { forwarderPool, ready, sleep } from '../helpers/kit';
 import { dropSession, publishMany } from '../helpers/mqtt';
 
 const COUNT = Number(process.env['AT_LEAST_ONCE_COUNT'] ?? 30_000);
@@ -20,19 +21,8 @@ const KILL_DELAYS_MS = [300, 150, 450];
 const TOPICS = 8;
 const WORKERS = 2;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-const live = new Set<ForwarderProcess>();
-after(async () => {
-  await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
-});
-
-function start(configFile: string): ForwarderProcess {
-  const fwd = new ForwarderProcess(configFile);
-  live.add(fwd);
-  void fwd.exit().then(() => live.delete(fwd));
-  return fwd;
-}
+const pool = forwarderPool();
+const start = pool.start;
 
 const CASES = [
   { protocol: 5, label: 'MQTT 5', qos: 1 },
@@ -61,7 +51,7 @@ describe(`at least once: ${KILL_DELAYS_MS.length} × SIGKILL during a ${COUNT}-m
         try {
           // The first start creates the persistent session and its subscription, so every
           // message published from here on is kept for the forwarder while it is down.
-          await fwd.ready(1, WORKERS);
+          await ready(fwd);
           let handed = 0;
           const t0 = Date.now();
           const publishing = publishMany({
@@ -95,7 +85,7 @@ describe(`at least once: ${KILL_DELAYS_MS.length} × SIGKILL during a ${COUNT}-m
               `kill ${k} at +${Date.now() - t0} ms: ${sent} handed to the publisher, ${inKafka} ids in Kafka`,
             );
             fwd = start(configFile);
-            await fwd.ready(1, WORKERS);
+            await ready(fwd);
           }
 
           const pub = await publishing;

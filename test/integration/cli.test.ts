@@ -8,7 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { REPO_ROOT, uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import { forwarderPool, ready } from '../helpers/kit';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'forwarder.js');
 
@@ -168,27 +169,23 @@ describe('bad input found by loading: check-config and run both exit 2 before co
   }
 });
 
+const pool = forwarderPool();
+
 test('a running forwarder serves /healthz, /readyz and /metrics, and exits 0 on SIGTERM', async () => {
   const name = uniqueName('cli');
-  const fwd = new ForwarderProcess(
+  const fwd = pool.start(
     writeConfig(
       testConfig([{ name: 'probe', mqtt: { topic: `${name}/#` }, kafka: { topic: name } }]),
     ),
   );
   try {
-    await fwd.ready(1, 1);
+    await ready(fwd);
     const listening = await fwd.waitForLog((l) => l.msg === 'http server listening');
     const base = `http://127.0.0.1:${String(listening['port'])}`;
     const health = await fetch(`${base}/healthz`);
     assert.equal(health.status, 200);
-    // Readiness follows the producers' first statistics; poll briefly.
-    let ready: Response | undefined;
-    for (let i = 0; i < 50; i++) {
-      ready = await fetch(`${base}/readyz`);
-      if (ready.status === 200) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(ready?.status, 200, await ready?.text());
+    const readyz = await fetch(`${base}/readyz`);
+    assert.equal(readyz.status, 200, await readyz.text());
     const metrics = await (await fetch(`${base}/metrics`)).text();
     assert.match(metrics, /^mkf_mqtt_connected 1$/m);
     assert.match(metrics, /^mkf_kafka_producers_connected 1$/m);

@@ -7,41 +7,30 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
-import type { MappingSpec } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
 import { TOPIC_MARKER, createTopic, readUntil, readWithHeaders } from '../helpers/kafka';
 import type { KafkaRecord } from '../helpers/kafka';
 
 const values = (records: readonly KafkaRecord[]): string[] =>
   records.map((r) => r.value.toString()).filter((v) => v !== TOPIC_MARKER);
+import { forwarderPool, ready, until } from '../helpers/kit';
 import { publishMany } from '../helpers/mqtt';
 
 const LIMIT = '2000';
 const BIG = 'B'.repeat(5000);
 
+const pool = forwarderPool();
+
 async function scrape(fwd: ForwarderProcess): Promise<string> {
-  const l = await fwd.waitForLog((x) => x.msg === 'http server listening');
-  return (await fetch(`http://127.0.0.1:${String(l['port'])}/metrics`)).text();
+  return (await fwd.get('/metrics')).text();
 }
 
 async function readyz(
   fwd: ForwarderProcess,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  const l = await fwd.waitForLog((x) => x.msg === 'http server listening');
-  const r = await fetch(`http://127.0.0.1:${String(l['port'])}/readyz`);
+  const r = await fwd.get('/readyz');
   return { status: r.status, body: (await r.json()) as Record<string, unknown> };
-}
-
-async function until(
-  what: string,
-  cond: () => Promise<boolean>,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 function start(
@@ -50,7 +39,7 @@ function start(
   clientId = '',
   mqtt: Record<string, unknown> = {},
 ) {
-  const fwd = new ForwarderProcess(
+  const fwd = pool.start(
     writeConfig(
       testConfig(
         [{ name: 'm', mqtt: { topic: `${name}/#`, qos: 1 }, kafka: { topic: name }, ...mapping }],
@@ -74,7 +63,7 @@ describe('on_error policies against a broker that refuses large records', () => 
     await createTopic(name, { 'max.message.bytes': LIMIT });
     const fwd = start(name, { on_error: 'skip' });
     try {
-      await fwd.ready(1, 1);
+      await ready(fwd);
       await publishMany(messages(name));
       const records = await readUntil(name, (r) => values(r).length >= 2);
       assert.deepEqual(values(records).sort(), ['small-0', 'small-2']);
@@ -104,7 +93,7 @@ describe('on_error policies against a broker that refuses large records', () => 
       wrap_as_json: true,
     });
     try {
-      await fwd.ready(1, 1);
+      await ready(fwd);
       await publishMany(messages(name));
       const dead = await (async () => {
         await readUntil(dlq, (r) => r.length >= 1);
@@ -133,7 +122,7 @@ describe('on_error policies against a broker that refuses large records', () => 
     const fwd = start(name, { on_error: 'stop' }, clientId);
     let restarted: ForwarderProcess | undefined;
     try {
-      await fwd.ready(1, 1);
+      await ready(fwd);
       await publishMany(messages(name));
       await until('not ready with the halt reason', async () => {
         const r = await readyz(fwd);
@@ -146,7 +135,7 @@ describe('on_error policies against a broker that refuses large records', () => 
       // The refused message and the one behind it were never acknowledged: a forwarder on the
       // same session, told to skip, receives them again. Nothing was lost.
       restarted = start(name, { on_error: 'skip' }, clientId);
-      await restarted.ready(1, 1);
+      await ready(restarted);
       await until('redelivered message skipped', async () =>
         /^mkf_messages_skipped_total\{mapping="m"\} 1$/m.test(await scrape(restarted!)),
       );
@@ -165,7 +154,7 @@ describe('on_error policies against a broker that refuses large records', () => 
       max_payload_bytes: 3000,
     });
     try {
-      await fwd.ready(1, 1);
+      await ready(fwd);
       await publishMany(messages(name));
       assert.deepEqual(values(await readUntil(name, (r) => values(r).length >= 2)).sort(), [
         'small-0',

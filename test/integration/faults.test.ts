@@ -13,8 +13,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { ForwarderProcess } from '../helpers/forwarder';
 import { readUntil } from '../helpers/kafka';
+import { forwarderPool, ready, sleep } from '../helpers/kit';
 import { dropSession, publishMany } from '../helpers/mqtt';
 import { stackCmd, waitKafkaWritable } from '../helpers/stack';
 
@@ -52,16 +54,13 @@ interface Outcome {
 }
 const outcomes: Outcome[] = [];
 
-const live = new Set<ForwarderProcess>();
+const pool = forwarderPool();
 after(async () => {
-  await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
   // Whatever a scenario did, leave both brokers running for the files after this one.
   await stackCmd(['up']);
   const file = process.env['CHAOS_REPORT'];
   if (file) writeFileSync(file, renderReport());
 });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 class Scenario {
   readonly base = uniqueName('chaos');
@@ -75,7 +74,7 @@ class Scenario {
 
   start(): ForwarderProcess {
     const { mqtt, ...rest } = this.overrides as { mqtt?: object };
-    const fwd = new ForwarderProcess(
+    return pool.start(
       writeConfig(
         testConfig(
           [
@@ -94,9 +93,6 @@ class Scenario {
         ),
       ),
     );
-    live.add(fwd);
-    void fwd.exit().then(() => live.delete(fwd));
-    return fwd;
   }
 
   /** Publishes ids [from, to) spread over TOPICS topics; resolves once the broker has them all. */
@@ -154,7 +150,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
   test(`1. kill -9 of the forwarder ${KILLS} times during the stream`, async (t) => {
     const s = new Scenario('kill -9 forwarder');
     let fwd = s.start();
-    await fwd.ready(1, 2);
+    await ready(fwd);
     const publishing = s.publish(0, COUNT);
     const t0 = Date.now();
     for (let k = 0; k < KILLS; k++) {
@@ -162,7 +158,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
       await sleep(300 + random() * 1200);
       await fwd.stop('SIGKILL');
       fwd = s.start();
-      await fwd.ready(1, 2);
+      await ready(fwd);
     }
     await publishing;
     const v = await s.verify(COUNT);
@@ -181,7 +177,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
   test(`2. Kafka killed (-9) for ${KAFKA_OUTAGE_MS / 1000} s: the forwarder stops reading, stays bounded, resumes`, async (t) => {
     const s = new Scenario('Kafka kill -9 + restart', { mqtt: { inflight_window: 1000 } });
     const fwd = s.start();
-    await fwd.ready(1, 2);
+    await ready(fwd);
     await s.publish(0, COUNT / 2);
     await stackCmd(['kill', 'kafka']);
     const killedAt = Date.now();
@@ -216,7 +212,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
   test('3. mosquitto restarted (graceful, persistence on): reconnect, resubscribe, nothing lost', async (t) => {
     const s = new Scenario('mosquitto restart');
     const fwd = s.start();
-    await fwd.ready(1, 2);
+    await ready(fwd);
     await s.publish(0, COUNT / 2);
     await stackCmd(['down', 'mosquitto']);
     const downAt = Date.now();
@@ -263,7 +259,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
     const upAt = Date.now();
     await stackCmd(['up']);
     await waitKafkaWritable();
-    await fwd.ready(1, 2, 90_000);
+    await ready(fwd, { timeoutMs: 90_000 });
     const readyMs = Date.now() - upAt;
     await s.publish(0, COUNT);
     const v = await s.verify(COUNT);
@@ -282,7 +278,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
   test('5. SIGTERM under load: drains in time; a graceful restart redelivers nothing acked', async (t) => {
     const s = new Scenario('SIGTERM under load');
     let fwd = s.start();
-    await fwd.ready(1, 2);
+    await ready(fwd);
     const publishing = s.publish(0, COUNT);
     await sleep(800);
     const stopped = await fwd.stop('SIGTERM');
@@ -300,7 +296,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
       'drained before the timeout',
     );
     fwd = s.start();
-    await fwd.ready(1, 2);
+    await ready(fwd);
     await publishing;
     const v = await s.verify(COUNT);
     s.record(t, {
@@ -319,7 +315,7 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
   test('6. forwarder paused (SIGSTOP) past the MQTT keepalive, then resumed', async (t) => {
     const s = new Scenario('SIGSTOP past keepalive', { mqtt: { keepalive_s: 2 } });
     const fwd = s.start();
-    await fwd.ready(1, 2);
+    await ready(fwd);
     const publishing = s.publish(0, COUNT);
     await sleep(500);
     fwd.child.kill('SIGSTOP');

@@ -5,8 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { ForwarderProcess } from '../helpers/forwarder';
 import { readUntil } from '../helpers/kafka';
+import { forwarderPool, ready } from '../helpers/kit';
 import { publishMany } from '../helpers/mqtt';
 
 const COUNT = 300;
@@ -15,6 +17,8 @@ const MODES = [
   { name: 'inline', workers: 0 },
 ] as const;
 const PROTOCOLS = [5, 4] as const;
+
+const pool = forwarderPool();
 
 for (const mode of MODES) {
   for (const protocol of PROTOCOLS) {
@@ -25,7 +29,7 @@ for (const mode of MODES) {
       let fwd: ForwarderProcess;
 
       before(async () => {
-        fwd = new ForwarderProcess(
+        fwd = pool.start(
           writeConfig(
             testConfig(
               [
@@ -44,7 +48,7 @@ for (const mode of MODES) {
             ),
           ),
         );
-        await fwd.ready(2, Math.max(1, mode.workers));
+        await ready(fwd);
       });
 
       after(async () => {

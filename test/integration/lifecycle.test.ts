@@ -14,9 +14,10 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
-import type { LogLine } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { ForwarderProcess, LogLine } from '../helpers/forwarder';
 import { idsOf, readUntil } from '../helpers/kafka';
+import { forwarderPool, ready, sleep } from '../helpers/kit';
 import { dropSession, publishMany } from '../helpers/mqtt';
 import { closedPort, freezeKafka, stackCmd, thawKafka, waitKafkaWritable } from '../helpers/stack';
 
@@ -33,24 +34,16 @@ const PREMISE_ATTEMPTS = 3;
 const START_TIMEOUT_MS = 30_000;
 
 const MODES = [
-  { name: 'workers', workers: 2, producers: 2, runs: RUNS },
-  { name: 'inline', workers: 0, producers: 1, runs: INLINE_RUNS },
+  { name: 'workers', workers: 2, runs: RUNS },
+  { name: 'inline', workers: 0, runs: INLINE_RUNS },
 ] as const;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Every forwarder a test started, so a failing assertion never leaves one running. */
-const live = new Set<ForwarderProcess>();
-after(async () => {
-  thawKafka();
-  await Promise.all([...live].map((f) => f.stop('SIGKILL', 5_000)));
-});
+// Kafka first: a frozen broker is never left behind, whatever the forwarders do.
+after(() => thawKafka());
+const pool = forwarderPool();
 
 function start(config: Record<string, unknown>): ForwarderProcess {
-  const fwd = new ForwarderProcess(writeConfig(config));
-  live.add(fwd);
-  void fwd.exit().then(() => live.delete(fwd));
-  return fwd;
+  return pool.start(writeConfig(config));
 }
 
 interface RunResult {
@@ -150,7 +143,7 @@ for (const mode of MODES) {
             }),
           );
           try {
-            await fwd.ready(1, mode.producers, START_TIMEOUT_MS);
+            await ready(fwd, { timeoutMs: START_TIMEOUT_MS });
           } catch (err) {
             s.results.push({ ms: 0, failure: `run ${run}: not ready: ${String(err)}` });
             await fwd.stop('SIGKILL', 5_000);
@@ -202,7 +195,7 @@ for (const mode of MODES) {
       const fwd = start(config);
       let publishing: Promise<unknown> = Promise.resolve();
       try {
-        await fwd.ready(1, mode.producers, START_TIMEOUT_MS);
+        await ready(fwd, { timeoutMs: START_TIMEOUT_MS });
         publishing = publishMany({
           count,
           qos: 1,
@@ -235,7 +228,7 @@ for (const mode of MODES) {
         // and the messages published while the forwarder was down.
         const again = start(config);
         try {
-          await again.ready(1, mode.producers, START_TIMEOUT_MS);
+          await ready(again, { timeoutMs: START_TIMEOUT_MS });
           const records = await readUntil(base, (recs) => idsOf(recs).size >= count, 60_000);
           const ids = idsOf(records);
           const missing: number[] = [];
@@ -328,7 +321,7 @@ for (const mode of MODES) {
           let publishing: Promise<unknown> = Promise.resolve();
           let kafkaDown = false;
           try {
-            await fwd.ready(1, mode.producers, START_TIMEOUT_MS);
+            await ready(fwd, { timeoutMs: START_TIMEOUT_MS });
             publishing = publishMany({
               count: COUNT,
               qos: 1,

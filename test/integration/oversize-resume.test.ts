@@ -5,17 +5,17 @@
  * (mqtt.max_payload_bytes) is never retried. The refusal used to be marked with the same number
  * 10 as the payload limit, and a Kafka refusal was held until a restart.
  *
- * The first test runs a real forwarder against the real brokers; the second checks the same rule
- * on the batcher and settler alone (test/helpers/fake-pipeline.ts, mocked timers), for both origins.
+ * This runs a real forwarder against the real brokers; test/unit/settle.test.ts checks the same
+ * rule on the batcher and settler alone, for both origins.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { STOP_RETRY_MS } from '../../src/pipeline/5-settle/settle';
 import { uniqueName } from '../helpers/env';
-import { fakePipeline } from '../helpers/fake-pipeline';
-import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
-import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { MappingSpec } from '../helpers/forwarder';
 import { TOPIC_MARKER, createTopic, readUntil } from '../helpers/kafka';
+import { forwarderPool, ready, until } from '../helpers/kit';
 import { publishMany } from '../helpers/mqtt';
 import { alterTopicConfig, describeTopicConfig } from '../helpers/topic-config';
 
@@ -24,20 +24,6 @@ const BIG = 'B'.repeat(5000);
 const MARGIN_MS = 15_000;
 
 const pool = forwarderPool();
-
-async function httpGet(fwd: ForwarderProcess, route: string): Promise<Response> {
-  const l = await fwd.waitForLog((x) => x.msg === 'http server listening');
-  return fetch(`http://127.0.0.1:${String(l['port'])}${route}`);
-}
-
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('on_error: stop, Kafka refuses a record as too large, then its limit is raised', () => {
   test('the forwarder resumes by itself within the retry period and loses nothing', async (t) => {
@@ -50,7 +36,7 @@ describe('on_error: stop, Kafka refuses a record as too large, then its limit is
       on_error: 'stop',
     };
     const fwd = pool.start(writeConfig(testConfig([mapping], { shutdown_timeout_ms: 1000 })));
-    await fwd.ready(1, 1);
+    await ready(fwd);
 
     // The big message first, then small ones on other topics behind it.
     await publishMany({
@@ -62,11 +48,11 @@ describe('on_error: stop, Kafka refuses a record as too large, then its limit is
     await until(
       'not ready with the halt reason',
       async () => {
-        const r = await httpGet(fwd, '/readyz');
+        const r = await fwd.get('/readyz');
         const body = (await r.json()) as Record<string, unknown>;
         return r.status === 503 && typeof body['halted'] === 'string';
       },
-      30_000,
+      { timeoutMs: 30_000 },
     );
     const refusal = await fwd.waitForLog((l) => l['code'] === 'ERR_KAFKA_DELIVERY');
     assert.equal(refusal['kafkaError'], 'ERR_MSG_SIZE_TOO_LARGE');
@@ -118,68 +104,11 @@ describe('on_error: stop, Kafka refuses a record as too large, then its limit is
     await until(
       'window empty and ready',
       async () => {
-        const m = await (await httpGet(fwd, '/metrics')).text();
-        return (
-          /^mkf_inflight_messages 0$/m.test(m) && (await httpGet(fwd, '/readyz')).status === 200
-        );
+        const m = await (await fwd.get('/metrics')).text();
+        return /^mkf_inflight_messages 0$/m.test(m) && (await fwd.get('/readyz')).status === 200;
       },
-      10_000,
+      { timeoutMs: 10_000 },
     );
     await pool.stop(fwd);
-  });
-});
-
-describe('Settler: which refusals the stop policy offers again', () => {
-  const setup = () => {
-    const p = fakePipeline();
-    const results = p.answers;
-    const sent = p.batches;
-    return { ...p, results, sent };
-  };
-  const settle = () => new Promise((r) => setImmediate(r));
-
-  test('a record Kafka refused (code 10, too large) is offered again every retry period', async (t) => {
-    t.mock.timers.enable({ apis: ['setTimeout'] });
-    const { batcher, window, results, sent, released, halts, record } = setup();
-    const tooLarge = { index: 0, code: 10, message: 'ERR_MSG_SIZE_TOO_LARGE: too large' };
-    results.push(
-      () => [tooLarge],
-      () => [tooLarge],
-    );
-    const entry = window.admit(1, 7, 1, 4, 1);
-    batcher.add(0, record(entry, 0, 'big!'));
-    await settle();
-    assert.deepEqual(halts, [true]);
-    assert.equal(sent.length, 1);
-    t.mock.timers.tick(STOP_RETRY_MS - 1);
-    await settle();
-    assert.equal(sent.length, 1, 'not before the retry period');
-    t.mock.timers.tick(1);
-    await settle();
-    assert.equal(sent.length, 2, 'offered again after one period (refused again)');
-    assert.deepEqual(released, []);
-    t.mock.timers.tick(STOP_RETRY_MS);
-    await settle();
-    assert.deepEqual(
-      sent.map((b) => b.map((r) => r.value)),
-      [['big!'], ['big!'], ['big!']],
-    );
-    assert.deepEqual(halts, [true, false], 'resumed once Kafka took it');
-    assert.deepEqual(released, [7]);
-  });
-
-  test('a message over mqtt.max_payload_bytes is held and never offered to Kafka', async (t) => {
-    t.mock.timers.enable({ apis: ['setTimeout'] });
-    const { settler, window, sent, released, halts, record } = setup();
-    const entry = window.admit(1, 8, 1, 5000, 1);
-    settler.reject(0, record(entry, 0, BIG), 'over the limit');
-    for (let i = 0; i < 3; i++) {
-      t.mock.timers.tick(STOP_RETRY_MS);
-      await settle();
-    }
-    assert.deepEqual(halts, [true]);
-    assert.deepEqual(sent, []);
-    assert.deepEqual(released, []);
-    settler.stopRetries();
   });
 });

@@ -10,9 +10,10 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { MQTT_BROKER, MQTT_PORT, REPO_ROOT, uniqueName } from '../helpers/env';
-import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
 import type { KafkaRecord } from '../helpers/kafka';
 import { idsOf, readUntil } from '../helpers/kafka';
+import { forwarderPool, ready } from '../helpers/kit';
 import { dropSession, publishMany } from '../helpers/mqtt';
 import { stackCmd } from '../helpers/stack';
 
@@ -101,7 +102,7 @@ describe(`persistent session on ${MQTT_BROKER}: messages published while the for
 
       // The first run creates the session and its subscription, and forwards normally.
       let fwd = pool.start(configFile);
-      await fwd.ready(1, WORKERS);
+      await ready(fwd);
       await publish(0, BEFORE_COUNT);
       await readUntil(base, (r) => idsOf(r).size >= BEFORE_COUNT, 30_000);
       await pool.stop(fwd);
@@ -111,7 +112,7 @@ describe(`persistent session on ${MQTT_BROKER}: messages published while the for
       if (c.restart) await restartBroker();
 
       fwd = pool.start(configFile);
-      await fwd.ready(1, WORKERS);
+      await ready(fwd);
       const total = BEFORE_COUNT + DOWN_COUNT;
       const records = await readUntil(base, (r) => idsOf(r).size >= total, 90_000);
       const ids = idsOf(records);

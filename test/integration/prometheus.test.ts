@@ -16,8 +16,10 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { REPO_ROOT, uniqueName } from '../helpers/env';
-import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
 import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
+import { forwarderPool, ready, sleep, until } from '../helpers/kit';
+import type { UntilOptions } from '../helpers/kit';
 import { publishMany } from '../helpers/mqtt';
 import { closedPort } from '../helpers/stack';
 
@@ -58,25 +60,8 @@ function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; 
   });
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (${String(last)})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+/** Prometheus answers with errors while it starts: its waits try again through them. */
+const patiently = (timeoutMs: number): UntilOptions => ({ timeoutMs, retryErrors: true });
 
 interface Series {
   metric: Record<string, string>;
@@ -126,7 +111,7 @@ class Prometheus {
           throw new Error(`prometheus exited: ${this.output.join('')}`);
         return (await fetch(`http://127.0.0.1:${this.port}/-/ready`)).ok ? true : undefined;
       },
-      15_000,
+      patiently(15_000),
     );
   }
 
@@ -273,7 +258,7 @@ describe('Prometheus scraping real forwarders', { skip: SKIP, timeout: 90_000 },
         ),
       );
       [target, downTarget] = await Promise.all([listening(fwd), listening(down)]);
-      await fwd.ready(3, 1);
+      await ready(fwd);
 
       // A copy of the shipped rules with every `for:` at 1 s, so an alert fires within the test;
       // the shipped file is loaded as it is, beside it.
@@ -298,7 +283,7 @@ describe('Prometheus scraping real forwarders', { skip: SKIP, timeout: 90_000 },
       await until(
         'both targets scraped',
         async () => ((await prometheus.query('up == 1')).length === 2 ? true : undefined),
-        10_000,
+        patiently(10_000),
       );
 
       const scraped = (expr: string, min: number) =>
@@ -308,7 +293,7 @@ describe('Prometheus scraping real forwarders', { skip: SKIP, timeout: 90_000 },
             const r = await prometheus.query(expr);
             return r.length > 0 && Number(r[0]!.value[1]) >= min ? true : undefined;
           },
-          20_000,
+          patiently(20_000),
         );
       // One message per mapping first: a labelled series appears at its first increment, which
       // rate() cannot see, so the load itself must come after a scrape that has the series.
@@ -352,7 +337,7 @@ describe('Prometheus scraping real forwarders', { skip: SKIP, timeout: 90_000 },
         scraped(`sum(mkf_messages_dead_lettered_total{job="${JOB}"})`, REFUSED + 1),
       ]);
       // Two more scrapes, so every rate() window holds the end of the load.
-      await new Promise((r) => setTimeout(r, 2_500));
+      await sleep(2_500);
     });
 
     test('every dashboard query returns the series its panel draws', async (t) => {
@@ -368,7 +353,7 @@ describe('Prometheus scraping real forwarders', { skip: SKIP, timeout: 90_000 },
         [/mkf_messages_forwarded_total/, 'includes', ['telemetry']],
         [/mkf_delivery_latency_seconds/, 'includes', ['telemetry']],
       ];
-      /** Counters with one series per mapping from the start (Dispatcher zeroes them). */
+      /** Counters with one series per mapping from the start (the settler zeroes them). */
       const zeroed = /mkf_messages_(forwarded|failed|skipped|dead_lettered)_total/;
       const problems: string[] = [];
       for (const q of targets) {
@@ -468,7 +453,7 @@ describe('Prometheus scraping real forwarders', { skip: SKIP, timeout: 90_000 },
           const g = await prometheus.rules();
           return g.flatMap((x) => x.rules).every((r) => r.health !== 'unknown') ? g : undefined;
         },
-        10_000,
+        patiently(10_000),
       );
       const shipped = groups.find((g) => g.file === RULES && g.name === 'mqtt-kafka-forwarder');
       assert.ok(shipped, `shipped group not loaded: ${JSON.stringify(groups.map((g) => g.name))}`);
@@ -500,7 +485,7 @@ describe('Prometheus scraping real forwarders', { skip: SKIP, timeout: 90_000 },
           const a = await alertsOf(fast, 'MkfKafkaProducerDown');
           return a.some((x) => x.state === 'firing') ? a : undefined;
         },
-        15_000,
+        patiently(15_000),
       );
       assert.deepEqual(
         firing.map((a) => [a.labels['job'], a.labels['instance'], a.labels['severity']]),
@@ -525,7 +510,7 @@ describe('Prometheus scraping real forwarders', { skip: SKIP, timeout: 90_000 },
           );
           return f.length >= 3 ? f.sort() : undefined;
         },
-        10_000,
+        patiently(10_000),
       );
       assert.deepEqual(fired, [
         `MkfKafkaProducerDown ${DOWN_JOB}`,

@@ -5,9 +5,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { ForwarderProcess, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
+import type { ForwarderProcess } from '../helpers/forwarder';
 import { readAll, readAtLeast, readUntil } from '../helpers/kafka';
+import { forwarderPool, ready } from '../helpers/kit';
 import { publishMany } from '../helpers/mqtt';
+
+const pool = forwarderPool();
 
 describe('routing and payloads', () => {
   const base = uniqueName('rt');
@@ -15,7 +19,7 @@ describe('routing and payloads', () => {
   let fwd: ForwarderProcess;
 
   before(async () => {
-    fwd = new ForwarderProcess(
+    fwd = pool.start(
       writeConfig(
         testConfig(
           [
@@ -46,7 +50,7 @@ describe('routing and payloads', () => {
         ),
       ),
     );
-    await fwd.ready(8, 2);
+    await ready(fwd);
   });
 
   after(async () => {

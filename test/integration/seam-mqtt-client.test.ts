@@ -25,6 +25,7 @@ import { AckGate, PINNED_MQTT_VERSION } from '../../src/pipeline/6-mqtt-ack/ack-
 import { reconnectPeriod, setReconnectPeriod } from '../../src/seams/mqtt-client';
 import type { AckGateHooks } from '../../src/pipeline/6-mqtt-ack/ack-gate';
 import { MQTT_HOST, MQTT_PORT, REPO_ROOT, uniqueName } from '../helpers/env';
+import { sleep, until } from '../helpers/kit';
 import { publishMany } from '../helpers/mqtt';
 
 const PROTOCOLS = [5, 4] as const;
@@ -35,16 +36,8 @@ after(async () => {
   await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `done` every 20 ms; rejects after `timeoutMs`. */
-async function waitUntil(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await sleep(20);
-  }
-}
+/** What the test's own clients saw is checked often: a packet is there within milliseconds. */
+const SEEN = { timeoutMs: 10_000, intervalMs: 20 };
 
 interface SessionSpec {
   readonly clientId: string;
@@ -178,9 +171,9 @@ async function resume(
     });
   });
   await client.publishAsync(topic, marker, { qos: 1 });
-  await waitUntil(() => markerSeen, 10_000, 'marker after the redelivered messages');
+  await until('marker after the redelivered messages', () => markerSeen, SEEN);
   // QoS 2 redeliveries: let the exchanges finish, so the session is empty afterwards.
-  await waitUntil(() => pubcomps >= qos2, 10_000, 'PUBCOMP for every redelivered QoS 2 message');
+  await until('PUBCOMP for every redelivered QoS 2 message', () => pubcomps >= qos2, SEEN);
   await barrier(client, topic);
   await client.endAsync();
   return { publishes, pubrels, sessionPresent };
@@ -241,7 +234,7 @@ for (const protocol of PROTOCOLS) {
             topic: () => topic,
             payload: (i) => first[i]!,
           });
-          await waitUntil(() => a.seen.length >= count, 10_000, `${count} PUBLISHes via onPublish`);
+          await until(`${count} PUBLISHes via onPublish`, () => a.seen.length >= count, SEEN);
           assert.deepEqual(
             a.seen.map((p) => p.payload.toString()),
             first,
@@ -274,7 +267,7 @@ for (const protocol of PROTOCOLS) {
             topic: () => topic,
             payload: (i) => second[i]!,
           });
-          await waitUntil(() => b.seen.length >= count, 10_000, `${count} PUBLISHes via onPublish`);
+          await until(`${count} PUBLISHes via onPublish`, () => b.seen.length >= count, SEEN);
           assert.deepEqual(
             b.seen.map((p) => p.payload.toString()),
             second,
@@ -287,10 +280,10 @@ for (const protocol of PROTOCOLS) {
           assert.equal(b.sent.filter((c) => c === ackCmd).length, count, `${ackCmd} per release`);
           if (qos === 2) {
             // PUBREC → broker's PUBREL → mqtt.js hands the PUBCOMP to the gate, which writes it.
-            await waitUntil(
-              () => b.sent.filter((c) => c === 'pubcomp').length >= count,
-              10_000,
+            await until(
               'PUBCOMP for every PUBREL',
+              () => b.sent.filter((c) => c === 'pubcomp').length >= count,
+              SEEN,
             );
           }
           await barrier(b.client, topic);
@@ -335,7 +328,7 @@ for (const protocol of PROTOCOLS) {
         topic: () => topic,
         payload: (i) => payloads[i]!,
       });
-      await waitUntil(() => g.seen.length >= HOLD_AT, 10_000, `${HOLD_AT} PUBLISHes`);
+      await until(`${HOLD_AT} PUBLISHes`, () => g.seen.length >= HOLD_AT, SEEN);
       await sleep(500);
       // The bound is exact: mqtt.js emits 'packetreceive' (the gate's onPublish) when it
       // *handles* a packet, one at a time, not when it parses a chunk. Packets parsed from the
@@ -347,7 +340,7 @@ for (const protocol of PROTOCOLS) {
       assert.equal(held.length, 1, 'one continuation held');
       holding = false;
       for (const next of held.splice(0)) next();
-      await waitUntil(() => g.seen.length >= COUNT, 10_000, 'the rest after next()');
+      await until('the rest after next()', () => g.seen.length >= COUNT, SEEN);
       assert.deepEqual(
         g.seen.map((p) => p.payload.toString()),
         payloads,

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { uniqueName } from '../helpers/env';
 import type { ForwarderProcess } from '../helpers/forwarder';
-import { forwarderPool } from '../helpers/forwarder';
+import { forwarderPool, ready } from '../helpers/kit';
 import { httpGet, publishAndRead, runCli, useSecureStack } from '../helpers/secure-stack';
 import type { SecureStack } from '../helpers/secure-stack';
 
@@ -151,7 +151,7 @@ describe('${VAR} substitution is injection-safe', () => {
       ),
     );
     const fwd = start(file, { MKF_TEST_TRICKY: s.mqtt.trickyPassword });
-    await fwd.ready(1, 1);
+    await ready(fwd);
     await assertForwarded(s, base);
     await stop(fwd);
     assertAbsent(logsOf(fwd), { 'the tricky password': s.mqtt.trickyPassword });
@@ -201,7 +201,7 @@ describe('file-based secrets', () => {
     );
 
     const fwd = start(file);
-    await fwd.ready(1, 1);
+    await ready(fwd);
     await assertForwarded(s, base);
     await stop(fwd);
   });
@@ -329,7 +329,7 @@ describe('secrets never appear in logs (trace), metrics, probes or errors', () =
       ),
     );
     const fwd = start(file, { LOG_LEVEL: 'trace', MKF_TEST_SASL: s.kafka.plainPassword });
-    await fwd.ready(1, 1);
+    await ready(fwd);
     await assertForwarded(s, base);
     // The periodic debug line (every 5 s): proves the low levels are on, so the search below
     // covers what an operator debugging the forwarder would see.

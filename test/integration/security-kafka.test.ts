@@ -12,8 +12,9 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
 import type { LogLine, ForwarderProcess } from '../helpers/forwarder';
+import { forwarderPool, ready } from '../helpers/kit';
 import { CountingProxy, httpGet, publishAndRead, useSecureStack } from '../helpers/secure-stack';
 import type { SecureStack } from '../helpers/secure-stack';
 
@@ -70,7 +71,7 @@ async function forwards(
   const s = stack();
   const base = uniqueName('sec-kafka');
   const fwd = start(config(s, base, port(s), { config: kafka(s) }), env);
-  await fwd.ready(1, 1);
+  await ready(fwd);
   await assertForwards(s, base);
   await stop(fwd);
 }
@@ -161,7 +162,7 @@ describe('Kafka SASL_PLAINTEXT', () => {
       config_files: { 'sasl.password': file },
     });
     const fwd = start(cfg);
-    await fwd.ready(1, 1);
+    await ready(fwd);
     await assertForwards(s, base);
     await stop(fwd);
   });

@@ -13,8 +13,9 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
-import { forwarderPool, testConfig, writeConfig } from '../helpers/forwarder';
+import { testConfig, writeConfig } from '../helpers/forwarder';
 import type { LogLine, ForwarderProcess } from '../helpers/forwarder';
+import { forwarderPool, ready } from '../helpers/kit';
 import {
   CountingProxy,
   httpGet,
@@ -71,7 +72,7 @@ async function forwardsWith(mqtt: (s: SecureStack) => object): Promise<Forwarder
   const s = stack();
   const base = uniqueName('sec-mqtt');
   const fwd = start(config(s, base, mqtt(s)));
-  await fwd.ready(1, 1);
+  await ready(fwd);
   await assertForwards(s, base);
   return fwd;
 }
