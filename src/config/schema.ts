@@ -269,7 +269,9 @@ const dispatchSchema = z
       .min(0)
       .max(1000)
       .default(1)
-      .describe('Longest time a batch that is not full waits for more records before it is sent.'),
+      .describe(
+        'Longest time a batch that is not full waits for more records while its producer is busy with earlier batches. A producer with nothing in hand gets the batch at the end of the current I/O turn, without waiting.',
+      ),
     batches_per_worker: z
       .int()
       .min(1)
