@@ -13,6 +13,7 @@ import pino from 'pino';
 import { KafkaProducerRunner } from '../../src/pipeline/4-kafka-produce/kafka-producer';
 import { packBatch } from '../../src/pipeline/4-kafka-produce/codec';
 import { KAFKA_BROKERS, uniqueName } from '../helpers/env';
+import { until } from '../helpers/kit';
 
 /** The binding's native object, as `Producer._client` holds it. */
 interface NativeClient {
@@ -71,10 +72,10 @@ test(`no native call reaches the client while it is being disconnected (${CYCLES
     // Records still in librdkafka's queue when shutdown starts: shutdown must deliver them and
     // hand every delivery report over before the binding closes its report channel.
     const batch = runner.handleBatch(packBatch(records));
-    await new Promise((r) => setTimeout(r, 5));
-    const pollsBefore = polls;
+    // Premise: the runner polls while records await their reports (a condition, not a delay:
+    // on a loaded machine the first poll can come later than any fixed wait).
+    await until(`a poll before shutdown (cycle ${cycle})`, () => polls > 0, { intervalMs: 1 });
     await runner.shutdown(5_000);
-    assert.ok(pollsBefore > 0, `premise: the runner polled before shutdown (cycle ${cycle})`);
     assert.deepEqual(during, [], `native calls during disconnect (cycle ${cycle})`);
     assert.equal(runner.unconfirmed, 0, `every delivery report arrived (cycle ${cycle})`);
     assert.deepEqual(await batch, { kind: 'batch', delivered: 200, failures: [] });
