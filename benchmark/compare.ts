@@ -82,6 +82,9 @@ const BETWEEN_RUNS_MS = 2_000;
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 30_000;
 
+/** A mistake in the command line: said in one line, exit code 2. */
+class UsageError extends Error {}
+
 function log(msg: string): void {
   process.stderr.write(`compare: ${msg}\n`);
 }
@@ -223,11 +226,13 @@ export async function main(argv: readonly string[]): Promise<void> {
       'the reference service binary (default: $REFERENCE_BIN)',
       process.env['REFERENCE_BIN'],
     )
-    .option(
-      '--protocol <v>',
-      "MQTT of the publisher and of this forwarder in the uncapped cases: '3.1.1' (the reference's only one) or 5",
-      protocolOf,
-      4 as ProtocolVersion,
+    .addOption(
+      new Option(
+        '--protocol <v>',
+        "MQTT of the publisher and of this forwarder in the uncapped cases: '3.1.1' (the reference's only one) or 5",
+      )
+        .argParser(protocolOf)
+        .default(4 as ProtocolVersion, "'3.1.1'"),
     )
     .option('-s, --payload-size <bytes>', 'payload size', int(24), 100)
     .option('-t, --topics <n>', 'MQTT topics the load is spread over', int(1, 65535), 8)
@@ -259,7 +264,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const cases = planCases(o);
   if (o.subjects.includes('reference')) {
     const problem = referenceBinaryProblem(o.referenceBin);
-    if (problem) throw new Error(problem);
+    if (problem) throw new UsageError(problem);
   }
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
@@ -563,10 +568,11 @@ if (require.main === module) {
   main(process.argv).then(
     () => process.exit(0),
     (err: unknown) => {
+      const usage = err instanceof UsageError || err instanceof InvalidArgumentError;
       process.stderr.write(
-        `compare: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+        `compare: ${err instanceof Error ? (usage ? err.message : (err.stack ?? err.message)) : String(err)}\n`,
       );
-      process.exit(1);
+      process.exit(usage ? 2 : 1);
     },
   );
 }
