@@ -26,7 +26,7 @@ import { mqttCeilingPlotName } from './report/plot';
 import { runBenchmark } from './run';
 import { collectEnvironment } from './system/environment';
 import { REPO_ROOT, ForwarderUnderTest } from './system/forwarder-process';
-import { brokerPids, stack } from './system/stack';
+import { KAFKA_BENCH_PROPS, brokerPids, stack } from './system/stack';
 import type {
   Cell,
   CellResult,
@@ -72,17 +72,6 @@ interface Opts {
   idleTimeout: number;
   timeout: number;
 }
-
-const KAFKA_BENCH_PROPS = [
-  '# Written by benchmark/run-matrix.ts.',
-  '# Record timestamps are the broker append time: latency = append − publish, independent of',
-  '# when the benchmark consumer happens to read the record.',
-  'log.message.timestamp.type=LogAppendTime',
-  '# Benchmark topics are reused across runs: bound what they keep on disk.',
-  'log.retention.bytes=268435456',
-  'log.segment.bytes=67108864',
-  '',
-].join('\n');
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 

@@ -383,3 +383,127 @@ export interface MatrixResult {
   readonly cells: CellResult[];
   readonly resultsDir: string;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Side by side with the reference service (compare.ts, `npm run bench:compare`)
+
+/** `forwarder`: this project's bin/forwarder.js; `reference`: the reference service's binary. */
+export type SubjectName = 'forwarder' | 'reference';
+export const SUBJECT_NAMES: readonly SubjectName[] = ['forwarder', 'reference'];
+
+/** A process under measurement: this forwarder or the reference service. */
+export interface SubjectProcess {
+  readonly pid: number;
+  readonly logFile: string;
+  /** The last lines it printed, for an error message. */
+  lastLines(): string;
+  stop(timeoutMs?: number): Promise<SubjectExit>;
+}
+
+export interface SubjectExit {
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly ms: number;
+}
+
+/** What a case runs: a load through the subject, or the subject idle and connected. */
+export type CompareCaseKind = 'load' | 'idle';
+
+export interface CompareCase {
+  readonly name: string;
+  readonly kind: CompareCaseKind;
+  readonly qos: QoS;
+  /** msg/s; 0 = unlimited. */
+  readonly rate: number;
+  /** The broker's max_inflight_messages for this case (a second mosquitto); absent: the stack's. */
+  readonly maxInflight?: number;
+  readonly description: string;
+}
+
+/** Which broker carries the capped cases. */
+export type CappedBrokerKind = 'mosquitto' | 'hivemq';
+export const CAPPED_BROKER_KINDS: readonly CappedBrokerKind[] = ['mosquitto', 'hivemq'];
+
+/**
+ * What a capped broker let through: a subscriber that never acks (`ackDelayMs` undefined) gets
+ * the cap and no more; one that acks each message `ackDelayMs` after it arrived, with a backlog
+ * of `published`, has at most `maxUnacked` unacknowledged at once (the cap, if it holds).
+ */
+export interface InflightProbe {
+  readonly client: string;
+  readonly published: number;
+  readonly received: number;
+  readonly ackDelayMs?: number;
+  readonly maxUnacked: number;
+}
+
+export interface CappedBrokerInfo {
+  readonly kind: CappedBrokerKind;
+  readonly port: number;
+  readonly maxInflight: number;
+  readonly pid: number;
+  /** Measured at its start: which clients the cap applies to, and whether it holds under acks. */
+  readonly probes: readonly InflightProbe[];
+  /** The cap held with acks flowing (the steady probe's maxUnacked ≤ the cap). */
+  readonly holds: boolean;
+}
+
+/** The figures of one idle case: CPU and RSS of the subject connected, with no load. */
+export interface IdleResult {
+  readonly seconds: number;
+  readonly settleSeconds: number;
+  readonly forwarder: Omit<ProcSummary, 'samples'>;
+}
+
+export interface CompareRun {
+  readonly case: string;
+  readonly subject: SubjectName;
+  /** 1-based repetition. */
+  readonly repeat: number;
+  readonly startedAt: string;
+  readonly dir: string;
+  readonly result?: RunResult;
+  readonly idle?: IdleResult;
+  readonly error?: string;
+  readonly subjectExit?: SubjectExit;
+  readonly subjectLog?: string;
+}
+
+/** The MQTT-only ceiling of a capped case: publisher → capped mosquitto → a bare subscriber. */
+export interface CompareCeilingRun {
+  readonly case: string;
+  readonly repeat: number;
+  readonly result?: MqttCeiling;
+  readonly error?: string;
+}
+
+export interface CompareResult {
+  readonly tool: 'mkf-bench-compare';
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly wallS: number;
+  readonly command: string;
+  readonly environment: Environment;
+  readonly settings: {
+    readonly messages: number;
+    readonly payloadSize: number;
+    readonly topics: number;
+    readonly protocol: string;
+    readonly window: number;
+    readonly publisher: PublisherClient;
+    readonly warmup: number;
+    readonly repeat: number;
+    readonly subjects: readonly SubjectName[];
+    readonly ceilingSubscriber: SubscriberClient;
+    readonly cappedBroker: CappedBrokerKind;
+    readonly mqtt: string;
+    readonly kafka: string;
+    readonly referenceBinary?: { path: string; bytes: number; sha256: string; mtime: string };
+    readonly notes: readonly string[];
+  };
+  readonly cases: readonly CompareCase[];
+  readonly cappedBrokers: readonly CappedBrokerInfo[];
+  readonly runs: readonly CompareRun[];
+  readonly ceilings: readonly CompareCeilingRun[];
+  readonly resultsDir: string;
+}

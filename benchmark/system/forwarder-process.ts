@@ -13,7 +13,9 @@ import { stringify } from 'yaml';
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 export interface ForwarderLaunch {
-  readonly config: Record<string, unknown>;
+  /** Written to `dir`/forwarder-config.yaml; or give `configFile`, an existing file, instead. */
+  readonly config?: Record<string, unknown>;
+  readonly configFile?: string;
   /** Config and log go here. */
   readonly dir: string;
   readonly nodeArgs?: readonly string[];
@@ -34,9 +36,9 @@ export class ForwarderUnderTest {
 
   private constructor(l: ForwarderLaunch) {
     mkdirSync(l.dir, { recursive: true });
-    this.configFile = path.join(l.dir, 'forwarder-config.yaml');
+    this.configFile = l.configFile ?? path.join(l.dir, 'forwarder-config.yaml');
     this.logFile = path.join(l.dir, 'forwarder.log');
-    writeFileSync(this.configFile, stringify(l.config));
+    if (l.configFile === undefined) writeFileSync(this.configFile, stringify(l.config ?? {}));
     const log = createWriteStream(this.logFile, { flags: 'a' });
     this.child = spawn(
       process.execPath,

@@ -4,6 +4,18 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from './forwarder-process';
 
+/** Kafka properties of the benchmark stacks (run-matrix.ts, compare.ts), via KAFKA_EXTRA_PROPS. */
+export const KAFKA_BENCH_PROPS = [
+  '# Written by benchmark/run-matrix.ts or benchmark/compare.ts.',
+  '# Record timestamps are the broker append time: latency = append − publish, independent of',
+  '# when the benchmark consumer happens to read the record.',
+  'log.message.timestamp.type=LogAppendTime',
+  '# Benchmark topics are reused across runs: bound what they keep on disk.',
+  'log.retention.bytes=268435456',
+  'log.segment.bytes=67108864',
+  '',
+].join('\n');
+
 /** Runs `scripts/stack <cmd>` with `env` (ports, state folder); bounded at 3 minutes. */
 export function stack(cmd: string, env: NodeJS.ProcessEnv): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
