@@ -132,6 +132,19 @@ export function clientStream(
   return (client as unknown as ClientInternals).stream;
 }
 
+/**
+ * Turns Nagle's algorithm off on the connection's socket: mqtt.js opens it without `noDelay`,
+ * and a small ack write then waits for the TCP ACK of the previous one, which a broker that has
+ * nothing to send delays (delayed ACK). Behind a broker that caps unacknowledged messages that
+ * stall is paid on every round: measured 23 ms per 20 messages through HiveMQ CE. Call on every
+ * connect: each connection attempt has a new socket.
+ */
+export function disableNagle(client: MqttClient): void {
+  const stream = clientStream(client) as
+    (NodeJS.ReadWriteStream & { setNoDelay?: (v: boolean) => unknown }) | undefined;
+  stream?.setNoDelay?.(true);
+}
+
 /** The delay before mqtt.js's next reconnect attempt; changing it at run time is honoured. */
 export function setReconnectPeriod(client: MqttClient, ms: number): void {
   client.options.reconnectPeriod = ms;

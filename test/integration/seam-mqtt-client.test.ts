@@ -22,7 +22,12 @@ import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import type { Packet } from 'mqtt-packet';
 import { AckGate, PINNED_MQTT_VERSION } from '../../src/pipeline/6-mqtt-ack/ack-gate';
-import { reconnectPeriod, setReconnectPeriod } from '../../src/seams/mqtt-client';
+import {
+  clientStream,
+  disableNagle,
+  reconnectPeriod,
+  setReconnectPeriod,
+} from '../../src/seams/mqtt-client';
 import type { AckGateHooks } from '../../src/pipeline/6-mqtt-ack/ack-gate';
 import { MQTT_HOST, MQTT_PORT, REPO_ROOT, uniqueName } from '../helpers/env';
 import { sleep, until } from '../helpers/kit';
@@ -377,5 +382,20 @@ describe('mqtt.js reconnect period', () => {
     // Lower bounds only: a loaded machine can make a gap longer, never shorter.
     assert.ok(gaps[2]! >= 1_400, `gap after the change ${gaps[2]!.toFixed(0)} ms`);
     assert.equal(reconnectPeriod(client), 1_500);
+  });
+});
+
+describe('mqtt.js socket', () => {
+  test('the connection is a socket whose Nagle algorithm can be turned off', async () => {
+    const client = mqtt.connect({ host: MQTT_HOST, port: MQTT_PORT, log: () => undefined });
+    clients.push(client);
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
+    const stream = clientStream(client) as unknown as { setNoDelay?: unknown } | undefined;
+    assert.equal(typeof stream?.setNoDelay, 'function', 'client.stream is a net.Socket');
+    disableNagle(client);
+    await client.endAsync();
   });
 });

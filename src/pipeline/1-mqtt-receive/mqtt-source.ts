@@ -8,7 +8,12 @@ import type { Metrics } from '../../observability/metrics';
 import type { Subscription } from '../2-route/router';
 import type { AckToSend } from '../6-mqtt-ack/ack-gate';
 import { AckGate } from '../6-mqtt-ack/ack-gate';
-import { clientStream, reconnectPeriod, setReconnectPeriod } from '../../seams/mqtt-client';
+import {
+  clientStream,
+  disableNagle,
+  reconnectPeriod,
+  setReconnectPeriod,
+} from '../../seams/mqtt-client';
 
 export interface SourceHooks {
   onPublish(packet: IPublishPacket, conn: number): void;
@@ -56,6 +61,7 @@ export class MqttSource {
     const target = `${this.cfg.host}:${this.cfg.port}`;
 
     client.on('connect', (connack) => {
+      disableNagle(client);
       this.metrics.mqttConnected.set(1);
       this.connections++;
       this.backoff = this.cfg.reconnect_min_ms;
