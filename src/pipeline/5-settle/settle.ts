@@ -143,7 +143,9 @@ export class Settler {
     const action = r.deadLetter ? 'stop' : policy.onError;
     // A flood of refusals must cost a counter each, not a message string and a log line each.
     const n = this.failureLog.take();
-    if (n >= 0 || (action === 'stop' && !r.halted && this.halted === 0)) {
+    // The first held record names why reading stops (readiness shows it).
+    const startsHold = action === 'stop' && !r.halted && this.halted === 0;
+    if (n >= 0 || startsHold) {
       const text = describe(policy.name, r, f, action);
       if (n >= 0) {
         this.log.error(
@@ -158,7 +160,7 @@ export class Settler {
           text,
         );
       }
-      if (action === 'stop' && !r.halted && this.halted === 0) this.reason = text;
+      if (startsHold) this.reason = text;
     }
     switch (action) {
       case 'skip':
