@@ -26,10 +26,15 @@ import { describeCappedBroker, describeProbe, formatCompare } from './report/com
 import { formatReport } from './report/format';
 import { runBenchmark } from './run';
 import { CappedBroker } from './system/capped-broker';
-import { collectEnvironment } from './system/environment';
 import { REPO_ROOT, ForwarderUnderTest } from './system/forwarder-process';
 import { ReferenceUnderTest, referenceBinaryProblem } from './system/reference-process';
-import { KAFKA_BENCH_PROPS, brokerPids, stack } from './system/stack';
+import {
+  KAFKA_BENCH_PROPS,
+  brokerPids,
+  ensureStack,
+  stack,
+  stackEnvironment,
+} from './system/stack';
 import { CAPPED_BROKER_KINDS, SUBJECT_NAMES, SUBSCRIBER_CLIENTS } from './types';
 import type {
   CappedBrokerInfo,
@@ -311,21 +316,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   const ceilings: CompareCeilingRun[] = [];
   const cappedBrokers: CappedBrokerInfo[] = [];
   try {
-    if ((await stack('status', stackEnv)).code === 0) {
-      log(`reusing the running stack (${o.stackDir}); it stays up afterwards`);
-    } else {
-      const up = await stack('up', stackEnv);
-      log(up.out.trim());
-      if (up.code !== 0) throw new Error('scripts/stack up failed');
-      startedStack = true;
-    }
-    const kafkaVersion =
-      /^kafka\b.*?(\d+\.\d+[\w.-]*) answering/m.exec((await stack('status', stackEnv)).out)?.[1] ??
-      'unknown';
-    const environment = collectEnvironment(REPO_ROOT, kafkaVersion);
-    log(
-      `environment: ${environment.cpuModel}, ${environment.cores} cores, node ${environment.node}, load ${environment.loadAvgAtStart}`,
-    );
+    startedStack = await ensureStack(o.stackDir, stackEnv, log);
+    const environment = await stackEnvironment(stackEnv, log);
     const referenceBinary =
       o.subjects.includes('reference') && o.referenceBin ? binaryInfo(o.referenceBin) : undefined;
 

@@ -24,9 +24,14 @@ import { writeBenchmarksDoc } from './report/docs-writer';
 import { formatReport } from './report/format';
 import { mqttCeilingPlotName } from './report/plot';
 import { runBenchmark } from './run';
-import { collectEnvironment } from './system/environment';
 import { REPO_ROOT, ForwarderUnderTest } from './system/forwarder-process';
-import { KAFKA_BENCH_PROPS, brokerPids, stack } from './system/stack';
+import {
+  KAFKA_BENCH_PROPS,
+  brokerPids,
+  ensureStack,
+  stack,
+  stackEnvironment,
+} from './system/stack';
 import type {
   Cell,
   CellResult,
@@ -273,23 +278,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   process.on('SIGTERM', onSignal);
 
   try {
-    const status = await stack('status', stackEnv);
-    if (status.code === 0) {
-      log(`reusing the running stack (${o.stackDir}); it stays up afterwards`);
-    } else {
-      const up = await stack('up', stackEnv);
-      log(up.out.trim());
-      if (up.code !== 0) throw new Error('scripts/stack up failed');
-      startedStack = true;
-    }
-    // "kafka: running (pid …), 3.9.1 answering on …"
-    const kafkaVersion =
-      /^kafka\b.*?(\d+\.\d+[\w.-]*) answering/m.exec((await stack('status', stackEnv)).out)?.[1] ??
-      'unknown';
-    const environment = collectEnvironment(REPO_ROOT, kafkaVersion);
-    log(
-      `environment: ${environment.cpuModel}, ${environment.cores} cores, node ${environment.node}, load ${environment.loadAvgAtStart}`,
-    );
+    startedStack = await ensureStack(o.stackDir, stackEnv, log);
+    const environment = await stackEnvironment(stackEnv, log);
 
     const childEnv: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
     const childTimeout = o.timeout * 1000 * 4;

@@ -2,6 +2,8 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Environment } from '../types';
+import { collectEnvironment } from './environment';
 import { REPO_ROOT } from './forwarder-process';
 
 /** Kafka properties of the benchmark stacks (run-matrix.ts, compare.ts), via KAFKA_EXTRA_PROPS. */
@@ -32,6 +34,41 @@ export function stack(cmd: string, env: NodeJS.ProcessEnv): Promise<{ code: numb
       resolve({ code: code ?? 1, out });
     });
   });
+}
+
+/**
+ * Uses the stack already running in `stackDir`, or brings it up. Resolves true when it started
+ * it (so the caller brings it down again); throws when it cannot come up.
+ */
+export async function ensureStack(
+  stackDir: string,
+  env: NodeJS.ProcessEnv,
+  log: (msg: string) => void,
+): Promise<boolean> {
+  if ((await stack('status', env)).code === 0) {
+    log(`reusing the running stack (${stackDir}); it stays up afterwards`);
+    return false;
+  }
+  const up = await stack('up', env);
+  log(up.out.trim());
+  if (up.code !== 0) throw new Error('scripts/stack up failed');
+  return true;
+}
+
+/** The machine and versions a run is measured on, logged in one line. */
+export async function stackEnvironment(
+  env: NodeJS.ProcessEnv,
+  log: (msg: string) => void,
+): Promise<Environment> {
+  // "kafka: running (pid …), 3.9.1 answering on …"
+  const kafkaVersion =
+    /^kafka\b.*?(\d+\.\d+[\w.-]*) answering/m.exec((await stack('status', env)).out)?.[1] ??
+    'unknown';
+  const environment = collectEnvironment(REPO_ROOT, kafkaVersion);
+  log(
+    `environment: ${environment.cpuModel}, ${environment.cores} cores, node ${environment.node}, load ${environment.loadAvgAtStart}`,
+  );
+  return environment;
 }
 
 /** mosquitto and Kafka of the stack, for the CPU breakdown (absent ones are left out). */
