@@ -68,20 +68,10 @@ export class Forwarder {
     private readonly cfg: Config,
     private readonly log: Logger,
   ) {
-    const kafkaTopics = [
-      ...new Set(
-        cfg.forwarding.flatMap((m) =>
-          m.dead_letter_topic === undefined
-            ? [m.kafka.topic]
-            : [m.kafka.topic, m.dead_letter_topic],
-        ),
-      ),
-    ];
     const producer = buildProducerConfig(cfg);
     const init: WorkerInit = {
       global: producer.global,
       topic: producer.topic,
-      kafkaTopics,
       connectTimeoutMs: cfg.dispatch.kafka_connect_timeout_ms,
       pollIntervalMs: 1,
       logLevel: cfg.log_level,
@@ -96,7 +86,7 @@ export class Forwarder {
       cfg.forwarding.map((m) => ({
         filter: m.mqtt.topic,
         qos: m.mqtt.qos,
-        kafkaTopicIndex: kafkaTopics.indexOf(m.kafka.topic),
+        kafkaTopic: m.kafka.topic,
         wrap: m.wrap_as_json,
       })),
       this.lanes.count,
@@ -128,9 +118,7 @@ export class Forwarder {
       cfg.forwarding.map((m) => ({
         name: m.name,
         onError: m.on_error,
-        ...(m.dead_letter_topic === undefined
-          ? {}
-          : { deadLetterTopicIndex: kafkaTopics.indexOf(m.dead_letter_topic) }),
+        ...(m.dead_letter_topic === undefined ? {} : { deadLetterTopic: m.dead_letter_topic }),
       })),
       this.batcher,
       log,

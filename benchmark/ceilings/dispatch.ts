@@ -33,7 +33,7 @@ function recordsInChunks(n: number, payloadSize: number): PackedRecord[] {
     encodePayload(template, 0, i, 0, 0).copy(chunk, off);
     const v = chunk.subarray(off, off + payloadSize);
     off += payloadSize;
-    out.push({ topicIndex: 0, key: k, value: v });
+    out.push({ kafkaTopic: 'bench', key: k, value: v });
   }
   return out;
 }

@@ -58,7 +58,6 @@ export async function kafkaCeiling(o: KafkaCeilingOptions): Promise<KafkaCeiling
   const init: WorkerInit = {
     global: producer.global,
     topic: producer.topic,
-    kafkaTopics: [o.topic],
     connectTimeoutMs: cfg.dispatch.kafka_connect_timeout_ms,
     pollIntervalMs: 1,
     logLevel: 'warn',
@@ -115,7 +114,7 @@ async function produceAll(
           for (let i = 0; i < n; i++) {
             const seq = b * o.batchSize + i;
             records[i] = {
-              topicIndex: 0,
+              kafkaTopic: o.topic,
               key: keys[seq % o.keys]!,
               value: encodePayload(template, 0, seq, seq % o.keys, nowMs()),
             };

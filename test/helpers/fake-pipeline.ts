@@ -22,7 +22,7 @@ import type { PendingRecord } from '../../src/pipeline/record';
 
 export interface SentRecord {
   readonly lane: number;
-  readonly topicIndex: number;
+  readonly kafkaTopic: string;
   readonly key: string;
   readonly value: string;
   readonly headers: Record<string, string>;
@@ -53,7 +53,7 @@ export interface FakePipeline {
   /** Admits one message (QoS 1, packet id `id`) for `mappings` mappings. */
   admit(id: number, mappings?: number): WindowEntry;
   /** A routed record of `entry` for `mapping`, as 2-route builds it. */
-  record(entry: WindowEntry, mapping?: number, value?: string, topicIndex?: number): PendingRecord;
+  record(entry: WindowEntry, mapping?: number, value?: string, kafkaTopic?: string): PendingRecord;
   /** Admits message `id` for one mapping and adds its record to `lane`'s open batch. */
   send(id: number, lane?: number, mapping?: number): void;
   /** Answers the oldest batch waiting at `lane` (see `hold`) and lets its result settle. */
@@ -95,10 +95,10 @@ export function fakePipeline(
     ready: opts.lanes ?? 1,
     run(lane, buffer) {
       const sent: SentRecord[] = [];
-      forEachRecord(buffer, (_i, topicIndex, key, value, headers) =>
+      forEachRecord(buffer, (_i, kafkaTopic, key, value, headers) =>
         sent.push({
           lane,
-          topicIndex,
+          kafkaTopic,
           key: key.toString(),
           value: value.toString(),
           headers: Object.fromEntries(
@@ -169,10 +169,10 @@ export function fakePipeline(
     entry,
     mapping = 0,
     value = `v${entry.messageId}`,
-    topicIndex = 0,
+    kafkaTopic = 'out',
   ) => {
     const v = Buffer.from(value);
-    return { entry, mapping, topicIndex, key: Buffer.from('a/b'), value: v, payload: v };
+    return { entry, mapping, kafkaTopic, key: Buffer.from('a/b'), value: v, payload: v };
   };
   const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
   return {

@@ -40,7 +40,6 @@ test('a producer to an unreachable broker makes no log callback from librdkafka 
       // A `log_level` of the user's is refused at load; the runner's own setting must win anyway.
       global: { 'bootstrap.servers': bootstrap, log_level: 7 },
       topic: {},
-      kafkaTopics: ['unused'],
       connectTimeoutMs: 1_000,
       pollIntervalMs: 1,
       logLevel: 'warn',

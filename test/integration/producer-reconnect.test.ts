@@ -62,7 +62,6 @@ test('after failed connect attempts every record is settled exactly once', async
       // Bootstrap through the relay; the broker then advertises its own address.
       global: { 'bootstrap.servers': `127.0.0.1:${relay.port}` },
       topic: { acks: 'all' },
-      kafkaTopics: [topic],
       connectTimeoutMs: 1_000,
       pollIntervalMs: 1,
       logLevel: 'debug',
@@ -83,7 +82,7 @@ test('after failed connect attempts every record is settled exactly once', async
 
   const count = 500;
   const records = Array.from({ length: count }, (_, i) => ({
-    topicIndex: 0,
+    kafkaTopic: topic,
     key: Buffer.from('k'),
     value: Buffer.from(`v-${i}`),
   }));

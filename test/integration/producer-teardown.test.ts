@@ -31,7 +31,6 @@ test(`no native call reaches the client while it is being disconnected (${CYCLES
       {
         global: { 'bootstrap.servers': KAFKA_BROKERS },
         topic: { acks: 'all' },
-        kafkaTopics: [topic],
         connectTimeoutMs: 5_000,
         pollIntervalMs: 1,
         logLevel: 'warn',
@@ -65,7 +64,7 @@ test(`no native call reaches the client while it is being disconnected (${CYCLES
     };
 
     const records = Array.from({ length: 200 }, (_, i) => ({
-      topicIndex: 0,
+      kafkaTopic: topic,
       key: Buffer.from('k'),
       value: Buffer.from(`v-${i}`),
     }));

@@ -1,30 +1,30 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { forEachRecord, packBatch, packedSize } from '../../src/pipeline/4-kafka-produce/codec';
+import { forEachRecord, packBatch } from '../../src/pipeline/4-kafka-produce/codec';
 
 test('a packed batch decodes to the same records, without copies', () => {
   const records = [
-    { topicIndex: 0, key: Buffer.from('a/b'), value: Buffer.from('hello') },
-    { topicIndex: 3, key: Buffer.alloc(0), value: Buffer.alloc(0) },
-    { topicIndex: 65535, key: Buffer.from('ü'), value: Buffer.from([0, 255, 10]) },
+    { kafkaTopic: 'plant.a', key: Buffer.from('a/b'), value: Buffer.from('hello') },
+    { kafkaTopic: 'plant.b', key: Buffer.alloc(0), value: Buffer.alloc(0) },
+    { kafkaTopic: 'plant.a', key: Buffer.from('ü'), value: Buffer.from([0, 255, 10]) },
+    { kafkaTopic: 'ünï.c', key: Buffer.from('x'), value: Buffer.from('y') },
   ];
   const buf = packBatch(records);
-  assert.equal(buf.byteLength, packedSize(records));
-  const seen: [number, number, string, string][] = [];
+  const seen: [number, string, string, string][] = [];
   const n = forEachRecord(buf, (i, t, k, v, h) => {
     assert.equal(h, undefined, 'no headers unless given');
     assert.equal(k.buffer, buf, 'key is a view into the batch');
     seen.push([i, t, k.toString('hex'), v.toString('hex')]);
   });
-  assert.equal(n, 3);
+  assert.equal(n, 4);
   assert.deepEqual(
     seen,
-    records.map((r, i) => [i, r.topicIndex, r.key.toString('hex'), r.value.toString('hex')]),
+    records.map((r, i) => [i, r.kafkaTopic, r.key.toString('hex'), r.value.toString('hex')]),
   );
 });
 
 test('a corrupt batch is rejected, not half-read', () => {
-  const buf = packBatch([{ topicIndex: 0, key: Buffer.from('k'), value: Buffer.from('v') }]);
+  const buf = packBatch([{ kafkaTopic: 't', key: Buffer.from('k'), value: Buffer.from('v') }]);
   const longer = new Uint8Array(buf.byteLength + 3);
   longer.set(new Uint8Array(buf));
   assert.throws(() => forEachRecord(longer.buffer, () => undefined), /trailing bytes/);
@@ -33,7 +33,7 @@ test('a corrupt batch is rejected, not half-read', () => {
 test('headers survive the round trip', () => {
   const buf = packBatch([
     {
-      topicIndex: 1,
+      kafkaTopic: 't',
       key: Buffer.from('k'),
       value: Buffer.from('v'),
       headers: [
@@ -48,4 +48,17 @@ test('headers survive the round trip', () => {
       [[['mqtt_topic', 'a/b']], [['error', 'ERR_MSG_SIZE_TOO_LARGE: too big']]],
     );
   });
+});
+
+test('each topic is named once per batch, whatever the number of its records', () => {
+  const one = (n: number) =>
+    packBatch(
+      Array.from({ length: n }, () => ({
+        kafkaTopic: 'a-rather-long-kafka-topic-name',
+        key: Buffer.alloc(0),
+        value: Buffer.alloc(0),
+      })),
+    ).byteLength;
+  assert.equal(one(2) - one(1), one(3) - one(2), 'a record costs the same without its topic name');
+  assert.ok(one(2) - one(1) < 'a-rather-long-kafka-topic-name'.length);
 });

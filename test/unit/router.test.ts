@@ -47,7 +47,7 @@ test('wrapPayload is the reference service JSON, byte for byte', () => {
 const mapping = (filter: string, qos: 0 | 1 | 2 = 2) => ({
   filter,
   qos,
-  kafkaTopicIndex: 0,
+  kafkaTopic: 'out',
   wrap: false,
 });
 

@@ -28,7 +28,7 @@ async function turns(p: FakePipeline, n = 3): Promise<void> {
 }
 
 const policy = (onError: MappingPolicy['onError'], name = 'm'): MappingPolicy =>
-  onError === 'dead_letter' ? { name, onError, deadLetterTopicIndex: 1 } : { name, onError };
+  onError === 'dead_letter' ? { name, onError, deadLetterTopic: 'dlq' } : { name, onError };
 
 describe('every record confirmed', () => {
   test('acks are released in receive order, all of one batch result in one release', async () => {
@@ -140,7 +140,7 @@ describe('on_error: dead_letter', () => {
     assert.deepEqual(p.batches[1], [
       {
         lane: 0,
-        topicIndex: 1,
+        kafkaTopic: 'dlq',
         key: 'a/b',
         value: 'payload',
         headers: {
@@ -172,8 +172,8 @@ describe('on_error: dead_letter', () => {
     t.mock.timers.tick(STOP_RETRY_MS);
     await turns(p);
     assert.deepEqual(
-      p.batches.map((b) => b.map((r) => r.topicIndex)),
-      [[0], [1], [1]],
+      p.batches.map((b) => b.map((r) => r.kafkaTopic)),
+      [['out'], ['dlq'], ['dlq']],
       'the dead-letter copy is what is offered again',
     );
     assert.deepEqual(p.halts, [true, false]);
@@ -244,7 +244,7 @@ describe('over mqtt.max_payload_bytes (settler.reject): the same policies', () =
       await p.turn();
     }
     assert.deepEqual(p.batches, [
-      [{ lane: 0, topicIndex: 0, key: 'a/b', value: 'v2', headers: {} }],
+      [{ lane: 0, kafkaTopic: 'out', key: 'a/b', value: 'v2', headers: {} }],
     ]);
     assert.deepEqual(p.halts, [true]);
     assert.deepEqual(p.released, []);
@@ -264,8 +264,8 @@ describe('over mqtt.max_payload_bytes (settler.reject): the same policies', () =
     p.settler.reject(0, p.record(p.admit(1)), 'too big');
     await turns(p);
     assert.deepEqual(
-      p.batches.map((b) => b.map((r) => [r.topicIndex, r.headers['error']])),
-      [[[1, 'too big']]],
+      p.batches.map((b) => b.map((r) => [r.kafkaTopic, r.headers['error']])),
+      [[['dlq', 'too big']]],
     );
     assert.deepEqual(p.released, [1]);
   });

@@ -80,7 +80,14 @@ export class Intake {
       for (const mapping of mappings)
         this.targets.reject(
           route.lane,
-          { entry, mapping, topicIndex: 0, key, value: payload, payload },
+          {
+            entry,
+            mapping,
+            kafkaTopic: this.router.mappings[mapping]!.kafkaTopic,
+            key,
+            value: payload,
+            payload,
+          },
           reason,
         );
       return;
@@ -91,7 +98,7 @@ export class Intake {
       this.targets.add(route.lane, {
         entry,
         mapping,
-        topicIndex: m.kafkaTopicIndex,
+        kafkaTopic: m.kafkaTopic,
         key,
         value,
         payload,

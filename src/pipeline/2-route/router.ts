@@ -7,7 +7,7 @@
 export interface RouteMapping {
   readonly filter: string;
   readonly qos: 0 | 1 | 2;
-  readonly kafkaTopicIndex: number;
+  readonly kafkaTopic: string;
   readonly wrap: boolean;
 }
 

@@ -1,12 +1,14 @@
 /**
  * Batch wire format: one ArrayBuffer per batch, transferred (not copied) to the worker.
  *
- *   u32 count
- *   count × { u16 topicIndex, u16 headerCount, u32 keyLength, u32 valueLength, key, value,
+ *   u32 count, u16 topicCount, topicCount × { u16 nameLength, name }
+ *   count × { u16 topic, u16 headerCount, u32 keyLength, u32 valueLength, key, value,
  *             headerCount × { u16 nameLength, u32 valueLength, name, value } }
  *
- * Little-endian. Keys, values and header values are raw bytes; the worker hands librdkafka
- * views into the buffer, and librdkafka copies them into its own queue on produce().
+ * Little-endian. `topic` indexes the batch's own topic table, so a record's Kafka topic can be
+ * any name (rendered from the MQTT topic, added by a reload) while the worker still decodes each
+ * name once per batch, not once per record. Keys, values and header values are raw bytes; the
+ * worker hands librdkafka views into the buffer, and librdkafka copies them on produce().
  */
 
 export interface RecordHeader {
@@ -15,18 +17,35 @@ export interface RecordHeader {
 }
 
 export interface PackedRecord {
-  readonly topicIndex: number;
+  readonly kafkaTopic: string;
   readonly key: Uint8Array;
   readonly value: Uint8Array;
   readonly headers?: readonly RecordHeader[];
 }
 
-const HEADER = 4;
+const HEADER = 6;
+const TOPIC_HEADER = 2;
+/** A batch names at most this many topics: its indices are u16. */
+const MAX_TOPICS = 0xffff;
 const RECORD_HEADER = 12;
 const FIELD_HEADER = 6;
 
-export function packedSize(records: readonly PackedRecord[]): number {
+/** The batch's topic table: each distinct topic once, in first-use order. */
+function topicTable(records: readonly PackedRecord[]): Map<string, number> {
+  const table = new Map<string, number>();
+  for (const r of records) {
+    if (!table.has(r.kafkaTopic)) {
+      if (table.size === MAX_TOPICS)
+        throw new RangeError(`a batch may name at most ${MAX_TOPICS} Kafka topics`);
+      table.set(r.kafkaTopic, table.size);
+    }
+  }
+  return table;
+}
+
+function packedSize(records: readonly PackedRecord[], topics: Map<string, number>): number {
   let size = HEADER;
+  for (const t of topics.keys()) size += TOPIC_HEADER + Buffer.byteLength(t);
   for (const r of records) {
     size += RECORD_HEADER + r.key.byteLength + r.value.byteLength;
     for (const h of r.headers ?? [])
@@ -36,14 +55,21 @@ export function packedSize(records: readonly PackedRecord[]): number {
 }
 
 export function packBatch(records: readonly PackedRecord[]): ArrayBuffer {
-  const buffer = new ArrayBuffer(packedSize(records));
+  const topics = topicTable(records);
+  const buffer = new ArrayBuffer(packedSize(records, topics));
   const view = new DataView(buffer);
   const bytes = new Uint8Array(buffer);
   view.setUint32(0, records.length, true);
+  view.setUint16(4, topics.size, true);
   let off = HEADER;
+  for (const t of topics.keys()) {
+    const written = Buffer.from(buffer, off + TOPIC_HEADER).write(t);
+    view.setUint16(off, written, true);
+    off += TOPIC_HEADER + written;
+  }
   for (const r of records) {
     const headers = r.headers ?? [];
-    view.setUint16(off, r.topicIndex, true);
+    view.setUint16(off, topics.get(r.kafkaTopic)!, true);
     view.setUint16(off + 2, headers.length, true);
     view.setUint32(off + 4, r.key.byteLength, true);
     view.setUint32(off + 8, r.value.byteLength, true);
@@ -74,7 +100,7 @@ export function forEachRecord(
   buffer: ArrayBuffer,
   visit: (
     index: number,
-    topicIndex: number,
+    topic: string,
     key: Buffer,
     value: Buffer,
     headers: KafkaHeaders | undefined,
@@ -82,9 +108,18 @@ export function forEachRecord(
 ): number {
   const view = new DataView(buffer);
   const count = view.getUint32(0, true);
+  const topics: string[] = new Array<string>(view.getUint16(4, true));
   let off = HEADER;
+  for (let t = 0; t < topics.length; t++) {
+    const length = view.getUint16(off, true);
+    off += TOPIC_HEADER;
+    topics[t] = Buffer.from(buffer, off, length).toString();
+    off += length;
+  }
   for (let i = 0; i < count; i++) {
     const topicIndex = view.getUint16(off, true);
+    const topic = topics[topicIndex];
+    if (topic === undefined) throw new RangeError(`no kafka topic at index ${topicIndex}`);
     const headerCount = view.getUint16(off + 2, true);
     const keyLength = view.getUint32(off + 4, true);
     const valueLength = view.getUint32(off + 8, true);
@@ -106,7 +141,7 @@ export function forEachRecord(
         off += valLength;
       }
     }
-    visit(i, topicIndex, key, value, headers);
+    visit(i, topic, key, value, headers);
   }
   if (off !== buffer.byteLength) {
     throw new RangeError(`batch buffer has ${buffer.byteLength - off} trailing bytes`);

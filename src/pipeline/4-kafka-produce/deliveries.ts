@@ -70,7 +70,6 @@ export class Deliveries {
   private isolating: InFlight | undefined;
 
   constructor(
-    private readonly topics: readonly string[],
     private readonly client: DeliveryClient,
     private readonly log: Logger,
   ) {}
@@ -84,10 +83,7 @@ export class Deliveries {
   batch(buffer: ArrayBuffer): Promise<BatchResult> {
     return new Promise<BatchResult>((resolve) => {
       const batch: BatchState = { remaining: 0, delivered: 0, failures: [], resolve };
-      const topics = this.topics;
-      const count = forEachRecord(buffer, (index, topicIndex, key, value, headers) => {
-        const topic = topics[topicIndex];
-        if (topic === undefined) throw new RangeError(`no kafka topic at index ${topicIndex}`);
+      const count = forEachRecord(buffer, (index, topic, key, value, headers) => {
         this.produce({ batch, index, topic, key, value, headers, attempts: 0, awaiting: false });
       });
       batch.remaining += count;

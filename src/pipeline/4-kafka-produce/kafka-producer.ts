@@ -71,7 +71,6 @@ export class KafkaProducerRunner {
   ) {
     this.log = log;
     this.deliveries = new Deliveries(
-      init.kafkaTopics,
       {
         current: () => (this.closing ? undefined : this.producer),
         stopping: () => this.stopping,

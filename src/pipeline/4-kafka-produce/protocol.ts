@@ -9,8 +9,6 @@ export interface WorkerInit {
   readonly global: Record<string, string | number | boolean>;
   /** librdkafka topic-level properties (acks, message.timeout.ms, ...). */
   readonly topic: Record<string, string | number | boolean>;
-  /** Kafka topic names; records refer to them by index to keep batches small. */
-  readonly kafkaTopics: readonly string[];
   /** Bound on one connect attempt; a failed attempt is retried with backoff. */
   readonly connectTimeoutMs: number;
   /** How often librdkafka's delivery-report queue is polled. */

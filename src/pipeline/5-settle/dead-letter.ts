@@ -5,7 +5,7 @@ import type { PendingRecord } from '../record';
 export function deadLetterRecord(
   r: PendingRecord,
   mappingName: string,
-  topicIndex: number,
+  kafkaTopic: string,
   reason: string,
 ): PendingRecord {
   const headers: RecordHeader[] = [
@@ -18,7 +18,7 @@ export function deadLetterRecord(
   return {
     entry: r.entry,
     mapping: r.mapping,
-    topicIndex,
+    kafkaTopic,
     key: r.key,
     value: r.payload,
     payload: r.payload,

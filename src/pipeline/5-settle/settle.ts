@@ -21,8 +21,8 @@ import { deadLetterRecord } from './dead-letter';
 export interface MappingPolicy {
   readonly name: string;
   readonly onError: 'stop' | 'skip' | 'dead_letter';
-  /** Index of the dead-letter topic in the producers' topic list (dead_letter only). */
-  readonly deadLetterTopicIndex?: number;
+  /** The dead-letter topic (dead_letter only). */
+  readonly deadLetterTopic?: string;
 }
 
 /** How a record goes out again: a dead-letter copy, or a held record offered once more. */
@@ -170,10 +170,7 @@ export class Settler {
         this.window.confirm(r.entry);
         return;
       case 'dead_letter':
-        this.resend.add(
-          lane,
-          deadLetterRecord(r, policy.name, policy.deadLetterTopicIndex!, f.message),
-        );
+        this.resend.add(lane, deadLetterRecord(r, policy.name, policy.deadLetterTopic!, f.message));
         return;
       case 'stop':
         if (!r.halted) this.hold(r);
