@@ -16,12 +16,13 @@ import { Metrics } from './observability/metrics';
 import { Probes } from './observability/probes';
 import { MqttSource } from './pipeline/1-mqtt-receive/mqtt-source';
 import { Intake } from './pipeline/2-route/intake';
+import { routeMappingsOf } from './pipeline/2-route/mappings';
 import { Router } from './pipeline/2-route/router';
 import { Batcher } from './pipeline/3-batch/batcher';
 import type { ProducerLanes } from './pipeline/4-kafka-produce/lanes';
 import { InlineLanes, WorkerLanes } from './pipeline/4-kafka-produce/lanes';
 import type { WorkerInit } from './pipeline/4-kafka-produce/protocol';
-import { Settler } from './pipeline/5-settle/settle';
+import { Settler, policiesOf } from './pipeline/5-settle/settle';
 import { InflightWindow } from './pipeline/6-mqtt-ack/window';
 
 /**
@@ -82,15 +83,7 @@ export class Forwarder {
         ? new InlineLanes(init, log)
         : new WorkerLanes(workers, cfg.dispatch.batches_per_worker, init, log);
 
-    const router = new Router(
-      cfg.forwarding.map((m) => ({
-        filter: m.mqtt.topic,
-        qos: m.mqtt.qos,
-        kafkaTopic: m.kafka.topic,
-        wrap: m.wrap_as_json,
-      })),
-      this.lanes.count,
-    );
+    const router = new Router(routeMappingsOf(cfg.forwarding), this.lanes.count);
     this.window = new InflightWindow(
       cfg.mqtt.inflight_window,
       cfg.dispatch.max_inflight_bytes,
@@ -115,11 +108,7 @@ export class Forwarder {
     );
     this.settler = settler = new Settler(
       this.window,
-      cfg.forwarding.map((m) => ({
-        name: m.name,
-        onError: m.on_error,
-        ...(m.dead_letter_topic === undefined ? {} : { deadLetterTopic: m.dead_letter_topic }),
-      })),
+      policiesOf(cfg.forwarding),
       this.batcher,
       log,
       this.metrics,

@@ -5,6 +5,7 @@
  * Retriable failures never reach this module: the producer retries those itself.
  */
 import type { Counter } from 'prom-client';
+import type { Mapping } from '../../config/schema';
 import { ERROR_CODES } from '../../errors';
 import type { HistogramChild } from '../../observability/fast-histogram';
 import type { Logger } from '../../observability/logger';
@@ -23,6 +24,14 @@ export interface MappingPolicy {
   readonly onError: 'stop' | 'skip' | 'dead_letter';
   /** The dead-letter topic (dead_letter only). */
   readonly deadLetterTopic?: string;
+}
+
+export function policiesOf(forwarding: readonly Mapping[]): MappingPolicy[] {
+  return forwarding.map((m) => ({
+    name: m.name,
+    onError: m.on_error,
+    ...(m.dead_letter_topic === undefined ? {} : { deadLetterTopic: m.dead_letter_topic }),
+  }));
 }
 
 /** How a record goes out again: a dead-letter copy, or a held record offered once more. */
