@@ -11,7 +11,7 @@ export default function run(task: DispatchTask): number {
   if (task.kind === 'packed') {
     let bytes = 0;
     forEachRecord(task.buffer, (_i, _t, key, value) => {
-      bytes += key.length + value.length;
+      bytes += (key?.length ?? 0) + value.length;
     });
     return bytes;
   }

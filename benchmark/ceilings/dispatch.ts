@@ -14,10 +14,12 @@ import type { PackedRecord } from '../engine';
 import { encodePayload, payloadTemplate } from '../load/payload';
 import type { DispatchMode, DispatchResult, DispatchTask } from '../types';
 
+type KeyedRecord = PackedRecord & { readonly key: Uint8Array };
+
 /** Socket reads as mqtt.js sees them: records are views into 64 KB chunks. */
-function recordsInChunks(n: number, payloadSize: number): PackedRecord[] {
+function recordsInChunks(n: number, payloadSize: number): KeyedRecord[] {
   const template = payloadTemplate(payloadSize);
-  const out: PackedRecord[] = [];
+  const out: KeyedRecord[] = [];
   let chunk = Buffer.alloc(0);
   let off = 0;
   for (let i = 0; i < n; i++) {

@@ -25,7 +25,20 @@ function cell(s: string): string {
   return s.replace(/\|/gu, '\\|').replace(/\s*\n\s*/gu, ' ');
 }
 
+function isNullable(schema: AnySchema): boolean {
+  let s: AnySchema = schema;
+  while (s instanceof z.ZodDefault || s instanceof z.ZodOptional || s instanceof z.ZodPrefault) {
+    s = s.unwrap() as AnySchema;
+  }
+  return s instanceof z.ZodNullable;
+}
+
 function typeOf(schema: AnySchema): string {
+  if (isNullable(schema)) return `${typeOfValue(schema)} or \`null\``;
+  return typeOfValue(schema);
+}
+
+function typeOfValue(schema: AnySchema): string {
   const u = unwrap(schema);
   if (u instanceof z.ZodString) return (u.minLength ?? 0) > 0 ? 'non-empty string' : 'string';
   if (u instanceof z.ZodNumber) {
@@ -150,6 +163,47 @@ function section(title: string, schema: AnySchema, prefix: string, note: string)
   return `## ${title}\n\n${note}\n\n${table(rowsOf(schema, prefix))}\n`;
 }
 
+const TEMPLATES = `## Templates: Kafka topic and key from the MQTT topic
+
+\`kafka.topic\` and \`kafka.key\` may take parts of the MQTT topic. \`{topic}\` is the whole
+topic, \`{1}\`, \`{2}\`, ... its levels (counted from 1, without a \`$share/<group>/\` prefix),
+and \`{name}\` a \`+\` level that the filter names by writing it \`+{name}\`. \`{{\` and \`}}\`
+write literal braces (in a key; a Kafka topic cannot contain them).
+
+\`\`\`yaml
+forwarding:
+  - name: sensors
+    mqtt:
+      topic: plant/+{site}/sensors/+{device}/#   # subscribed as plant/+/sensors/+/#
+    kafka:
+      topic: sensors.{site}                      # plant/berlin/sensors/t-17/temp → sensors.berlin
+      key: "{device}"                            # → key t-17
+\`\`\`
+
+- **Checked at load.** A placeholder may only use a level that every topic matching the filter
+  has: \`{3}\` needs three levels before any \`#\` (a \`#\` also matches zero levels), \`{name}\` a
+  level named in the filter. The text written in a Kafka topic template must be legal in a Kafka
+  topic name.
+- **Characters Kafka does not allow.** Kafka topic names take ASCII letters, digits, \`.\`, \`_\`
+  and \`-\` only. In a value substituted into \`kafka.topic\`, \`/\` becomes \`.\` and every other
+  character (space, \`:\`, non-ASCII, ...) becomes \`_\`, one per character. Two MQTT topics can
+  so render to one Kafka topic (\`a b\` and \`a_b\`). Keys are written as they are, in UTF-8.
+- **A rendered name that is still illegal** (an empty level gives an empty name; \`.\`, \`..\`, or
+  longer than 249 characters) goes through the mapping's \`on_error\`, like a record Kafka
+  refuses: \`skip\` counts and acknowledges it, \`dead_letter\` sends it to \`dead_letter_topic\`,
+  \`stop\` holds it (retrying cannot change the name; fix the mapping and restart).
+- **Order.** Records of one MQTT topic go through one producer lane in receive order, whatever
+  topic and key they render to. Kafka keeps that order per partition, so per-topic order holds
+  where the key is a function of the MQTT topic (the default, or any template).
+- **Partitioner.** librdkafka's default partitioner is \`consistent_random\` (CRC32 of the key),
+  not the Java client's murmur2: the same key lands in another partition than a Java producer
+  puts it. To co-partition with Java producers set \`partitioner: murmur2_random\` under
+  \`kafka.config\`.
+- **Headers** (\`kafka.headers\`): \`headers: {}\` writes the MQTT topic, QoS, retain flag and the
+  MQTT 5 properties present, named \`mqtt_topic\`, \`mqtt_qos\`, ...; user properties only by
+  the allow-list \`user_properties\` (docs/SECURITY.md).
+`;
+
 function renderMarkdownUnformatted(): string {
   const shape = configSchema.shape;
   const topLevel = z.object({
@@ -166,6 +220,7 @@ function renderMarkdownUnformatted(): string {
       'forwarding[]',
       `${descriptionOf(shape.forwarding) ?? ''} Required, at least one entry.`,
     ),
+    TEMPLATES,
     section(
       '`dispatch`',
       shape.dispatch,

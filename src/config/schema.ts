@@ -6,7 +6,18 @@ import {
   isSecretKafkaKey,
   userAcks,
 } from './kafka-properties';
-import { KAFKA_TOPIC_JSON_SCHEMA, kafkaTopicProblem, topicFilterProblem } from './topic-rules';
+import {
+  HEADER_FIELDS,
+  MQTT5_HEADER_FIELDS,
+  headerNamesProblem,
+  mappingTemplateProblems,
+} from './mapping-rules';
+import {
+  KAFKA_TOPIC_JSON_SCHEMA,
+  KAFKA_TOPIC_TEMPLATE_JSON_SCHEMA,
+  kafkaTopicProblem,
+  topicFilterProblem,
+} from './topic-rules';
 
 // setTimeout fires at once for delays above this, so no millisecond setting may exceed it.
 const MAX_TIMER_MS = 2_147_483_647;
@@ -187,7 +198,9 @@ const mappingSchema = z.strictObject({
         .string()
         .meta({ minLength: 1 })
         .superRefine(checked(topicFilterProblem))
-        .describe("MQTT topic filter to subscribe to; may use the wildcards '+' and '#'."),
+        .describe(
+          "MQTT topic filter to subscribe to; may use the wildcards '+' and '#'. A '+' level may be named for kafka.topic and kafka.key templates: `plant/+{site}/#` is subscribed as `plant/+/#`, and `{site}` then stands for that level.",
+        ),
       qos: z
         .literal([0, 1, 2])
         .default(2)
@@ -200,9 +213,47 @@ const mappingSchema = z.strictObject({
     .strictObject({
       topic: z
         .string()
-        .meta(KAFKA_TOPIC_JSON_SCHEMA)
-        .superRefine(checked(kafkaTopicProblem))
-        .describe('Kafka topic the messages are produced to.'),
+        .meta(KAFKA_TOPIC_TEMPLATE_JSON_SCHEMA)
+        .superRefine(checked((v) => (/[{}]/u.test(v) ? undefined : kafkaTopicProblem(v))))
+        .describe(
+          "Kafka topic the messages are produced to: a name, or a template built from the MQTT topic with `{topic}` (the whole topic), `{1}`, `{2}`, ... (its levels) and `{name}` (a level written `+{name}` in mqtt.topic), e.g. `sensors.{site}`. A placeholder may only use levels every topic matching the filter has. Kafka allows only ASCII letters, digits, '.', '_' and '-': in a substituted value '/' becomes '.' and every other character '_'. A rendered name Kafka still cannot take (empty, '.', '..', longer than 249 characters) is handled by on_error like a record Kafka refuses.",
+        ),
+      key: z
+        .string()
+        .nullable()
+        .optional()
+        .describe(
+          "Kafka record key, which picks the partition: a template like kafka.topic (e.g. `{device}`), its values used as they are (UTF-8, nothing replaced); `null` (or `~`): no key, so librdkafka spreads the records over the partitions. Absent: the whole MQTT topic, the reference service's key. Records of one MQTT topic keep their receive order in Kafka only when they share a partition, i.e. when the key is a function of the topic (any template is).",
+        ),
+      headers: z
+        .strictObject({
+          include: z
+            .array(z.enum(HEADER_FIELDS))
+            .default([...HEADER_FIELDS])
+            .describe(
+              `MQTT metadata written as Kafka headers, each named prefix + field. ${MQTT5_HEADER_FIELDS.join(', ')} are MQTT 5 properties: present only when the publisher set them (and the forwarder connects with MQTT 5). Values: the topic and strings as UTF-8, qos as 0/1/2, retain as true/false, payload_format_indicator as 0/1, message_expiry_interval as the seconds left when the broker delivered the message, correlation_data as the raw bytes.`,
+            ),
+          prefix: z
+            .string()
+            .default('mqtt_')
+            .describe('Prepended to each name in include (e.g. mqtt_topic).'),
+          user_properties: z
+            .array(z.string().min(1))
+            .default([])
+            .describe(
+              'MQTT 5 user properties copied as Kafka headers: only these names (an allow-list), so a publisher cannot add headers your consumers trust. A name the publisher repeats gives one header per value, in order.',
+            ),
+          user_property_prefix: z
+            .string()
+            .default('')
+            .describe(
+              'Prepended to the name of each user property header. No header name may come out twice (checked at load).',
+            ),
+        })
+        .optional()
+        .describe(
+          'Kafka headers from the MQTT message. Absent: none (as the reference service). `headers: {}` writes every field of include.',
+        ),
     })
     .describe('Where the messages go.'),
   on_error: z
@@ -305,6 +356,8 @@ export const CONFIG_RULES: readonly string[] = [
   '`kafka.config_files`: only secret properties (see `kafka.config_files`), and none also set in `kafka.config`.',
   '`mqtt.reconnect_min_ms` is at most `mqtt.reconnect_max_ms`.',
   'Every `forwarding[].name` is unique.',
+  '`forwarding[].kafka.topic` and `forwarding[].kafka.key` templates use only levels that every topic matching `forwarding[].mqtt.topic` has: `{n}` at most the number of levels before a `#`, `{name}` only a level the filter names `+{name}`.',
+  '`forwarding[].kafka.headers`: no header name comes out twice (prefix + include entries, user_property_prefix + user_properties).',
   '`forwarding[].dead_letter_topic` is set exactly when `forwarding[].on_error` is `dead_letter`.',
   '`kafka.config`: `enable.idempotence=true` requires `acks=all`.',
   `\`kafka.config\`: each of ${KAFKA_PROPERTY_ALIASES.map(([a, b]) => `\`${a}\`/\`${b}\``).join(', ')} name the same property; set at most one of each pair.`,
@@ -385,6 +438,11 @@ function validateRules(cfg: unknown, report: Report): void {
           );
         }
       }
+      for (const p of mappingTemplateProblems(mapping))
+        report(['forwarding', i, ...p.path], p.message);
+      const kafka = isRecord(mapping) ? mapping['kafka'] : undefined;
+      const headers = headerNamesProblem(isRecord(kafka) ? kafka['headers'] : undefined);
+      if (headers) report(['forwarding', i, ...headers.path], headers.message);
       const name = isRecord(mapping) ? mapping['name'] : undefined;
       if (typeof name !== 'string') return;
       const first = firstUse.get(name);

@@ -1,3 +1,5 @@
+import { parseFilter } from './templates';
+
 /**
  * Validity rules for MQTT topic filters and Kafka topic names. They live apart from the schema
  * so the router (and tests) can apply the same rules to values that do not come from a file.
@@ -23,7 +25,11 @@ export function topicFilterProblem(filter: string): string | undefined {
     return `topic filter is ${bytes} bytes in UTF-8; MQTT allows at most ${MQTT_MAX_STRING_BYTES}`;
   }
 
-  let levels = filter.split('/');
+  // Named levels (`+{site}`, see templates.ts) are subscribed as `+`: the wildcard rules below
+  // apply to the filter as the broker sees it.
+  const captures = parseFilter(filter);
+  if ('problem' in captures) return `${captures.problem} ${got}`;
+  let levels = captures.subscribe.split('/');
   if (levels[0] === '$share') {
     // $share/<group>/<filter>: replicas in one group split the messages between them (MQTT 5,
     // and mosquitto for 3.1.1 too). Opt-in: the broker hands out messages round-robin
@@ -65,6 +71,31 @@ export function kafkaTopicProblem(name: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Why the text written in a Kafka topic template (its placeholders left out) cannot be part of
+ * a legal Kafka topic name, or undefined. Rendered names are checked once per MQTT topic
+ * (router.ts): a substituted level may still be empty or too long.
+ */
+export function kafkaTopicTextProblem(template: string, text: string): string | undefined {
+  const bad = KAFKA_TOPIC_CHARS.exec(text);
+  if (bad) {
+    return (
+      `the text of a Kafka topic template may only contain ASCII letters, digits, '.', '_' and '-' ` +
+      `(got ${JSON.stringify(template)}, which contains ${JSON.stringify(bad[0])})`
+    );
+  }
+  if (text.length > KAFKA_TOPIC_MAX_LENGTH) {
+    return `the text of this Kafka topic template alone is ${text.length} characters long; Kafka allows at most ${KAFKA_TOPIC_MAX_LENGTH} for the whole name`;
+  }
+  return undefined;
+}
+
+/** JSON Schema hints for editors; the functions above remain the authority. */
+export const KAFKA_TOPIC_TEMPLATE_JSON_SCHEMA = {
+  pattern: '^(?!\\.{1,2}$)([a-zA-Z0-9._-]|\\{[A-Za-z0-9_]+\\})+$',
+  minLength: 1,
+} as const;
 
 /** JSON Schema hints for editors; the functions above remain the authority. */
 export const KAFKA_TOPIC_JSON_SCHEMA = {

@@ -6,8 +6,10 @@ import type { PackedRecord } from './4-kafka-produce/codec';
 import type { WindowEntry } from './6-mqtt-ack/window';
 
 export interface PendingRecord extends PackedRecord {
-  /** The Kafka record key (today the MQTT topic as UTF-8). */
-  readonly key: Buffer;
+  /** The Kafka record key (by default the MQTT topic as UTF-8); null: no key. */
+  readonly key: Buffer | null;
+  /** The MQTT topic as UTF-8. */
+  readonly mqttTopic: Buffer;
   /** The received message this record belongs to; confirming it counts down its `pending`. */
   readonly entry: WindowEntry;
   /** Index of the mapping in the config's `forwarding` list. */

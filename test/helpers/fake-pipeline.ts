@@ -99,7 +99,7 @@ export function fakePipeline(
         sent.push({
           lane,
           kafkaTopic,
-          key: key.toString(),
+          key: key?.toString() ?? '(no key)',
           value: value.toString(),
           headers: Object.fromEntries(
             (headers ?? []).flatMap((h) => Object.entries(h).map(([k, v]) => [k, v.toString()])),
@@ -172,7 +172,8 @@ export function fakePipeline(
     kafkaTopic = 'out',
   ) => {
     const v = Buffer.from(value);
-    return { entry, mapping, kafkaTopic, key: Buffer.from('a/b'), value: v, payload: v };
+    const topic = Buffer.from('a/b');
+    return { entry, mapping, kafkaTopic, key: topic, mqttTopic: topic, value: v, payload: v };
   };
   const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
   return {

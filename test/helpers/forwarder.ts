@@ -16,7 +16,7 @@ export type LogLine = Record<string, unknown> & { msg?: string; level?: number }
 export interface MappingSpec {
   name: string;
   mqtt: { topic: string; qos?: 0 | 1 | 2 };
-  kafka: { topic: string };
+  kafka: { topic: string; key?: string | null; headers?: Record<string, unknown> };
   wrap_as_json?: boolean;
 }
 

@@ -13,8 +13,8 @@ test('a packed batch decodes to the same records, without copies', () => {
   const seen: [number, string, string, string][] = [];
   const n = forEachRecord(buf, (i, t, k, v, h) => {
     assert.equal(h, undefined, 'no headers unless given');
-    assert.equal(k.buffer, buf, 'key is a view into the batch');
-    seen.push([i, t, k.toString('hex'), v.toString('hex')]);
+    assert.equal(k?.buffer, buf, 'key is a view into the batch');
+    seen.push([i, t, k!.toString('hex'), v.toString('hex')]);
   });
   assert.equal(n, 4);
   assert.deepEqual(

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { RouteMapping } from '../../src/pipeline/2-route/router';
 import { Router, matchesFilter, topicHash } from '../../src/pipeline/2-route/router';
 import { wrapPayload } from '../../src/pipeline/2-route/wrap';
 
@@ -44,10 +45,11 @@ test('wrapPayload is the reference service JSON, byte for byte', () => {
   );
 });
 
-const mapping = (filter: string, qos: 0 | 1 | 2 = 2) => ({
+const mapping = (filter: string, qos: 0 | 1 | 2 = 2): RouteMapping => ({
   filter,
   qos,
-  kafkaTopic: 'out',
+  kafkaTopic: [{ kind: 'text', text: 'out' }],
+  key: [{ kind: 'topic' }],
   wrap: false,
 });
 
@@ -64,7 +66,8 @@ test('routes a copy to the mappings of the subscription it was delivered for', (
   const r = new Router([mapping('a/#'), mapping('a/+/c'), mapping('a/b/c'), mapping('a/#')], 2);
   const route = r.route('a/b/c');
   assert.deepEqual(route.mappings, [0, 1, 2, 3]);
-  assert.equal(route.key.toString(), 'a/b/c');
+  assert.equal(route.targets[0]?.key?.toString(), 'a/b/c');
+  assert.equal(route.targets[0]?.key, route.topicBytes, 'the default key is the topic, one Buffer');
   assert.deepEqual(r.mappingsFor(route, undefined), [0, 1, 2, 3], 'MQTT 3.1.1: every match');
   assert.deepEqual(r.mappingsFor(route, 1), [0, 3], 'both mappings of filter a/#');
   assert.deepEqual(r.mappingsFor(route, 2), [1]);

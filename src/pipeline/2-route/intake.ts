@@ -10,6 +10,7 @@ import { RateLimitedLog } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';
 import type { InflightWindow } from '../6-mqtt-ack/window';
 import type { PendingRecord } from '../record';
+import { HeaderWriter } from './headers';
 import type { Router } from './router';
 import { wrapPayload } from './wrap';
 
@@ -27,6 +28,8 @@ export interface IntakeTargets {
 export class Intake {
   readonly stats: IntakeStats = { received: 0, unmatched: 0 };
   private readonly unmatchedLog = new RateLimitedLog(10_000);
+  /** By mapping index; a hole for a mapping without kafka.headers. */
+  private readonly headerWriters: (HeaderWriter | undefined)[];
 
   constructor(
     private readonly router: Router,
@@ -36,7 +39,11 @@ export class Intake {
     private readonly maxPayloadBytes: number,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    this.headerWriters = router.mappings.map((m) =>
+      m.headers === undefined ? undefined : new HeaderWriter(m.headers),
+    );
+  }
 
   onPublish(packet: IPublishPacket, conn: number): void {
     // A PUBLISH mqtt.js had already parsed when shutdown began: not forwarded and never
@@ -73,36 +80,30 @@ export class Intake {
         );
       return;
     }
-    const key = route.key;
     const limit = this.maxPayloadBytes;
-    if (limit > 0 && payload.byteLength > limit) {
-      const reason = `payload of ${payload.byteLength} bytes exceeds mqtt.max_payload_bytes (${limit})`;
-      for (const mapping of mappings)
-        this.targets.reject(
-          route.lane,
-          {
-            entry,
-            mapping,
-            kafkaTopic: this.router.mappings[mapping]!.kafkaTopic,
-            key,
-            value: payload,
-            payload,
-          },
-          reason,
-        );
-      return;
-    }
+    const over =
+      limit > 0 && payload.byteLength > limit
+        ? `payload of ${payload.byteLength} bytes exceeds mqtt.max_payload_bytes (${limit})`
+        : undefined;
+    const mqttTopic = route.topicBytes;
     for (const mapping of mappings) {
       const m = this.router.mappings[mapping]!;
-      const value = m.wrap ? wrapPayload(topic, payload) : payload;
-      this.targets.add(route.lane, {
+      const target = route.targets[mapping]!;
+      const problem = over ?? target.topicProblem;
+      const value = problem !== undefined || !m.wrap ? payload : wrapPayload(topic, payload);
+      const writer = this.headerWriters[mapping];
+      const r: PendingRecord = {
         entry,
         mapping,
-        kafkaTopic: m.kafkaTopic,
-        key,
+        kafkaTopic: target.kafkaTopic,
+        key: target.key,
+        mqttTopic,
         value,
         payload,
-      });
+        ...(writer === undefined ? {} : { headers: writer.headers(packet, mqttTopic) }),
+      };
+      if (problem === undefined) this.targets.add(route.lane, r);
+      else this.targets.reject(route.lane, r, problem);
     }
   }
 }

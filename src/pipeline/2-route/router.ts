@@ -3,12 +3,28 @@
  * (including the parent level itself), and topics starting with `$` are not matched by a filter
  * whose first level is a wildcard.
  */
+import type { HeaderRule } from '../../config/mapping-rules';
+import type { Template } from '../../config/templates';
+import { isStatic, kafkaTopicSafe, literalText, render } from '../../config/templates';
+import { kafkaTopicProblem } from '../../config/topic-rules';
 
 export interface RouteMapping {
+  /** The filter as subscribed (named levels written as `+`). */
   readonly filter: string;
   readonly qos: 0 | 1 | 2;
-  readonly kafkaTopic: string;
+  readonly kafkaTopic: Template;
+  /** null: records without a key. */
+  readonly key: Template | null;
   readonly wrap: boolean;
+  readonly headers?: HeaderRule;
+}
+
+/** Where one mapping sends the messages of one MQTT topic. */
+export interface RouteTarget {
+  readonly kafkaTopic: string;
+  /** Set when the rendered name is no legal Kafka topic: the record goes to on_error. */
+  readonly topicProblem?: string;
+  readonly key: Buffer | null;
 }
 
 export interface Subscription {
@@ -21,8 +37,10 @@ export interface Subscription {
 export interface Route {
   /** Indices into the mapping list, in config order. */
   readonly mappings: readonly number[];
-  /** Kafka record key: the MQTT topic as UTF-8, the reference service's default. */
-  readonly key: Buffer;
+  /** By mapping index, for the mappings above (the others are holes). */
+  readonly targets: readonly RouteTarget[];
+  /** The MQTT topic as UTF-8 (headers, dead-letter copies). */
+  readonly topicBytes: Buffer;
   /** Producer lane; a function of the topic only, so one topic always keeps one order. */
   readonly lane: number;
 }
@@ -117,12 +135,44 @@ export class Router {
     let r = this.cache.get(topic);
     if (r) return r;
     const mappings: number[] = [];
+    const targets: RouteTarget[] = [];
+    const levels = topic.split('/');
+    // Mappings that render the same key share its Buffer (the default, the topic, most often).
+    const topicBytes = Buffer.from(topic, 'utf8');
+    const keys = new Map<string, Buffer>([[topic, topicBytes]]);
     for (let i = 0; i < this.mappings.length; i++) {
-      if (matchesFilter(this.mappings[i]!.filter, topic)) mappings.push(i);
+      const m = this.mappings[i]!;
+      if (!matchesFilter(m.filter, topic)) continue;
+      mappings.push(i);
+      let key: Buffer | null = null;
+      if (m.key !== null) {
+        const k = render(m.key, topic, levels);
+        key = keys.get(k) ?? Buffer.from(k, 'utf8');
+        keys.set(k, key);
+      }
+      targets[i] = kafkaTarget(m.kafkaTopic, topic, levels, key);
     }
-    r = { mappings, key: Buffer.from(topic, 'utf8'), lane: topicHash(topic) % this.lanes };
+    r = { mappings, targets, topicBytes, lane: topicHash(topic) % this.lanes };
     if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
     this.cache.set(topic, r);
     return r;
   }
+}
+
+function kafkaTarget(
+  t: Template,
+  topic: string,
+  levels: readonly string[],
+  key: Buffer | null,
+): RouteTarget {
+  // A name without placeholders was checked at load.
+  if (isStatic(t)) return { kafkaTopic: literalText(t), key };
+  const kafkaTopic = render(t, topic, levels, kafkaTopicSafe);
+  const problem = kafkaTopicProblem(kafkaTopic);
+  if (problem === undefined) return { kafkaTopic, key };
+  return {
+    kafkaTopic,
+    key,
+    topicProblem: `the Kafka topic rendered from MQTT topic ${JSON.stringify(topic)} is not a legal name: ${problem}`,
+  };
 }

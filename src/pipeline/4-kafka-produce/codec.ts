@@ -18,12 +18,15 @@ export interface RecordHeader {
 
 export interface PackedRecord {
   readonly kafkaTopic: string;
-  readonly key: Uint8Array;
+  /** null: a record without a key (written as length NO_KEY). */
+  readonly key: Uint8Array | null;
   readonly value: Uint8Array;
   readonly headers?: readonly RecordHeader[];
 }
 
 const HEADER = 6;
+/** Key length of a record without a key; a real key cannot be 4 GiB. */
+const NO_KEY = 0xffffffff;
 const TOPIC_HEADER = 2;
 /** A batch names at most this many topics: its indices are u16. */
 const MAX_TOPICS = 0xffff;
@@ -47,7 +50,7 @@ function packedSize(records: readonly PackedRecord[], topics: Map<string, number
   let size = HEADER;
   for (const t of topics.keys()) size += TOPIC_HEADER + Buffer.byteLength(t);
   for (const r of records) {
-    size += RECORD_HEADER + r.key.byteLength + r.value.byteLength;
+    size += RECORD_HEADER + (r.key?.byteLength ?? 0) + r.value.byteLength;
     for (const h of r.headers ?? [])
       size += FIELD_HEADER + Buffer.byteLength(h.key) + h.value.byteLength;
   }
@@ -71,11 +74,13 @@ export function packBatch(records: readonly PackedRecord[]): ArrayBuffer {
     const headers = r.headers ?? [];
     view.setUint16(off, topics.get(r.kafkaTopic)!, true);
     view.setUint16(off + 2, headers.length, true);
-    view.setUint32(off + 4, r.key.byteLength, true);
+    view.setUint32(off + 4, r.key === null ? NO_KEY : r.key.byteLength, true);
     view.setUint32(off + 8, r.value.byteLength, true);
     off += RECORD_HEADER;
-    bytes.set(r.key, off);
-    off += r.key.byteLength;
+    if (r.key !== null) {
+      bytes.set(r.key, off);
+      off += r.key.byteLength;
+    }
     bytes.set(r.value, off);
     off += r.value.byteLength;
     for (const h of headers) {
@@ -101,7 +106,7 @@ export function forEachRecord(
   visit: (
     index: number,
     topic: string,
-    key: Buffer,
+    key: Buffer | null,
     value: Buffer,
     headers: KafkaHeaders | undefined,
   ) => void,
@@ -124,8 +129,11 @@ export function forEachRecord(
     const keyLength = view.getUint32(off + 4, true);
     const valueLength = view.getUint32(off + 8, true);
     off += RECORD_HEADER;
-    const key = Buffer.from(buffer, off, keyLength);
-    off += keyLength;
+    let key: Buffer | null = null;
+    if (keyLength !== NO_KEY) {
+      key = Buffer.from(buffer, off, keyLength);
+      off += keyLength;
+    }
     const value = Buffer.from(buffer, off, valueLength);
     off += valueLength;
     let headers: KafkaHeaders | undefined;

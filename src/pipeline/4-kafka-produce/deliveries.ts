@@ -25,7 +25,7 @@ interface InFlight {
   readonly index: number;
   readonly topic: string;
   /** Kept so a retriable failure can be produced again; views into the batch buffer. */
-  readonly key: Buffer;
+  readonly key: Buffer | null;
   readonly value: Buffer;
   readonly headers: KafkaHeaders | undefined;
   attempts: number;

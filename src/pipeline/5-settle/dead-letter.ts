@@ -9,7 +9,7 @@ export function deadLetterRecord(
   reason: string,
 ): PendingRecord {
   const headers: RecordHeader[] = [
-    { key: 'mqtt_topic', value: r.key },
+    { key: 'mqtt_topic', value: r.mqttTopic },
     { key: 'mqtt_qos', value: Buffer.from(String(r.entry.qos)) },
     { key: 'mqtt_retain', value: Buffer.from(String(r.entry.retain)) },
     { key: 'mapping', value: Buffer.from(mappingName) },
@@ -20,6 +20,7 @@ export function deadLetterRecord(
     mapping: r.mapping,
     kafkaTopic,
     key: r.key,
+    mqttTopic: r.mqttTopic,
     value: r.payload,
     payload: r.payload,
     headers,

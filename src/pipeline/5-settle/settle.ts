@@ -47,12 +47,13 @@ export const STOP_RETRY_MS = 30_000;
 
 /**
  * Why a record was not delivered. Kafka's refusals carry librdkafka's code and are retried under
- * `stop` (the topic's config or ACLs may change); the forwarder's own payload limit has no Kafka
- * code and is never retried (the payload will not shrink).
+ * `stop` (the topic's config or ACLs may change). What the forwarder itself refuses to send (a
+ * payload over mqtt.max_payload_bytes, a rendered Kafka topic name Kafka cannot take) has no
+ * Kafka code and is never retried: the payload will not shrink nor the topic's name change.
  */
 export type Refusal =
   | { readonly origin: 'kafka'; readonly code: number; readonly message: string }
-  | { readonly origin: 'payload_limit'; readonly message: string };
+  | { readonly origin: 'forwarder'; readonly message: string };
 
 export class Settler {
   private readonly failureLog = new RateLimitedLog(5_000);
@@ -120,11 +121,12 @@ export class Settler {
   }
 
   /**
-   * A record the forwarder itself will not send (larger than mqtt.max_payload_bytes): the
-   * mapping's error policy decides, exactly as for a record Kafka refused.
+   * A record the forwarder itself will not send (larger than mqtt.max_payload_bytes, or a
+   * rendered Kafka topic name Kafka cannot take): the mapping's error policy decides, exactly as
+   * for a record Kafka refused.
    */
   reject(lane: number, r: PendingRecord, reason: string): void {
-    this.refused(lane, r, { origin: 'payload_limit', message: reason });
+    this.refused(lane, r, { origin: 'forwarder', message: reason });
   }
 
   /**
@@ -183,10 +185,10 @@ export class Settler {
         return;
       case 'stop':
         if (!r.halted) this.hold(r);
-        // Over our own payload limit: retrying cannot help; it stays held until a restart with
-        // another limit or policy. Whatever Kafka refused is offered again: its limit, ACLs or
-        // topics may change while we wait.
-        if (f.origin === 'payload_limit') return;
+        // Refused by the forwarder itself: retrying cannot help; it stays held until a restart
+        // with another limit, template or policy. Whatever Kafka refused is offered again: its
+        // limit, ACLs or topics may change while we wait.
+        if (f.origin === 'forwarder') return;
         this.timers.later(STOP_RETRY_MS, () => this.resend.retry(lane, [r]));
         return;
     }
