@@ -6,6 +6,10 @@
 #
 #   benchmark/ab-builds.sh --reps 2 --qos 1,0,2 --messages 200000 cf7d487 6909f48 HEAD
 #
+# A subject `<commit>+headers` runs that build with `kafka.headers: {}` on the mapping (MQTT
+# topic, QoS and retain as Kafka headers; the load sends no MQTT 5 properties), so headers off
+# and on are compared in one alternating run: `... 982a79e HEAD HEAD+headers`.
+#
 # Each commit is cloned into a temporary folder, given this tree's node_modules (copied) and
 # built; every run is bounded by the benchmark's own --timeout.
 set -euo pipefail
@@ -24,20 +28,28 @@ done
 [ $# -ge 1 ] || { echo "usage: $0 [--reps n] [--qos 1,0,2] [--messages n] [--topics n] commit..." >&2; exit 2; }
 mqtt_port=${MQTT_PORT:-18830} kafka_port=${KAFKA_PORT:-19092}
 work=$(mktemp -d /tmp/mkf-ab.XXXX)
-trees=()
-for c in "$@"; do
+trees=() variants=()
+for subject in "$@"; do
+  c=${subject%%+*} variant=""
+  [ "$subject" != "$c" ] && variant=${subject#*+}
+  case "$variant" in "" | headers) ;; *) echo "unknown variant +$variant (only +headers)" >&2; exit 2 ;; esac
   sha=$(git rev-parse --short "$c")
   t="$work/$sha"
-  git clone -q "$repo" "$t" && git -C "$t" checkout -q "$sha"
-  cp -a "$repo/node_modules" "$t/"
-  mkdir -p "$t/native/hard-exit" && cp -a "$repo/native/hard-exit/build" "$t/native/hard-exit/"
-  (cd "$t" && npx tsc -p tsconfig.json)
-  trees+=("$t")
-  echo "built $sha in $t" >&2
+  if [ ! -d "$t" ]; then
+    git clone -q "$repo" "$t" && git -C "$t" checkout -q "$sha"
+    cp -a "$repo/node_modules" "$t/"
+    mkdir -p "$t/native/hard-exit" && cp -a "$repo/native/hard-exit/build" "$t/native/hard-exit/"
+    (cd "$t" && npx tsc -p tsconfig.json)
+    echo "built $sha in $t" >&2
+  fi
+  trees+=("$t") variants+=("$variant")
 done
 
-run_one() { # tree qos messages
-  local tree=$1 qos=$2 n=$3 d pid
+run_one() { # tree variant qos messages
+  local tree=$1 variant=$2 qos=$3 n=$4 d pid extra="" label
+  label=$(basename "$tree")${variant:++$variant}
+  [ "$variant" = headers ] && extra=", headers: {}"
+
   d=$(mktemp -d "$work/run.XXXX")
   cat > "$d/config.yaml" <<YAML
 mqtt: { host: 127.0.0.1, port: $mqtt_port, client_id: "" }
@@ -45,7 +57,7 @@ kafka: { bootstrap_server: 127.0.0.1, port: $kafka_port }
 forwarding:
   - name: bench
     mqtt: { topic: "benchmark/#", qos: $qos }
-    kafka: { topic: benchmark }
+    kafka: { topic: benchmark$extra }
 http: { host: 127.0.0.1, port: 0 }
 log_level: info
 YAML
@@ -69,7 +81,7 @@ YAML
       duplicates: c.duplicates, outOfOrder: c.outOfOrder,
       cpuUsPerMsg: +(f.cpuS * 1e6 / c.unique).toFixed(1), rssMaxMb: Math.round(f.rssMaxMb),
       p50Ms: Math.round(l.p50), p99Ms: Math.round(l.p99) }));
-  ' "$d/result.json" "$(basename "$tree")" "$qos" || echo "{\"build\":\"$(basename "$tree")\",\"error\":\"no result in $d\"}"
+  ' "$d/result.json" "$label" "$qos" || echo "{\"build\":\"$label\",\"error\":\"no result in $d\"}"
 }
 
 for ((rep = 1; rep <= reps; rep++)); do
@@ -77,12 +89,13 @@ for ((rep = 1; rep <= reps; rep++)); do
   for q in "${qs[@]}"; do
     n=$messages
     [ "$q" = 2 ] && n=$((messages / 2))
-    order=("${trees[@]}")
+    order=()
+    for ((i = 0; i < ${#trees[@]}; i++)); do order+=("$i"); done
     if (( rep % 2 == 0 )); then
       order=()
-      for ((i = ${#trees[@]} - 1; i >= 0; i--)); do order+=("${trees[$i]}"); done
+      for ((i = ${#trees[@]} - 1; i >= 0; i--)); do order+=("$i"); done
     fi
-    for t in "${order[@]}"; do run_one "$t" "$q" "$n"; done
+    for i in "${order[@]}"; do run_one "${trees[$i]}" "${variants[$i]}" "$q" "$n"; done
   done
 done
 rm -rf "$work"

@@ -100,7 +100,8 @@ export class Intake {
         mqttTopic,
         value,
         payload,
-        ...(writer === undefined ? {} : { headers: writer.headers(packet, mqttTopic) }),
+        // Always present, so every record has one shape on the hot path.
+        headers: writer === undefined ? undefined : writer.headers(packet, mqttTopic),
       };
       if (problem === undefined) this.targets.add(route.lane, r);
       else this.targets.reject(route.lane, r, problem);

@@ -21,7 +21,7 @@ export interface PackedRecord {
   /** null: a record without a key (written as length NO_KEY). */
   readonly key: Uint8Array | null;
   readonly value: Uint8Array;
-  readonly headers?: readonly RecordHeader[];
+  readonly headers?: readonly RecordHeader[] | undefined;
 }
 
 const HEADER = 6;
