@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # A/B of builds: the same benchmark run against the forwarder built from each commit, alternating
 # (A B C, then C B A, ...), one JSON line per run on stdout. Needs a running broker stack (for
 # example the test stack: MQTT_PORT=18830 KAFKA_PORT=19092 scripts/stack up) and a built tree here
@@ -14,6 +15,8 @@
 # built; every run is bounded by the benchmark's own --timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=../scripts/lib/node-runtime.sh
+source scripts/lib/node-runtime.sh && mkf_use_image_node
 repo=$PWD
 reps=2 qos_list=1 messages=200000 topics=8
 while [ $# -gt 0 ]; do

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Flame graphs of the forwarder under benchmark load: one page per thread (main and every
 # worker) plus all threads combined, as self-contained HTML files to open in a browser.
 #
@@ -18,6 +19,8 @@
 # benchmark/results/flamegraph-<time>/index.html
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=../scripts/lib/node-runtime.sh
+source scripts/lib/node-runtime.sh && mkf_use_image_node
 
 mode=cpuprof
 messages=200000
