@@ -29,7 +29,7 @@ export class Intake {
   private readonly unmatchedLog = new RateLimitedLog(10_000);
 
   constructor(
-    private readonly router: Router,
+    private router: Router,
     private readonly window: InflightWindow,
     private readonly targets: IntakeTargets,
     /** mqtt.max_payload_bytes; 0 = no limit. */
@@ -37,6 +37,14 @@ export class Intake {
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {}
+
+  /**
+   * A config reload: messages from the next one on are routed by `router`. Records already
+   * routed keep the mapping indices of the router that made them (5-settle tells which by seq).
+   */
+  use(router: Router): void {
+    this.router = router;
+  }
 
   onPublish(packet: IPublishPacket, conn: number): void {
     // A PUBLISH mqtt.js had already parsed when shutdown began: not forwarded and never
