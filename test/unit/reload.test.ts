@@ -1,9 +1,10 @@
 /**
  * The parts of a config reload below the process: subscription ids across router generations,
- * records settling with the policies of the generation that routed them.
+ * records settling with the policies of the generation that routed them, reloads one at a time.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { serialized } from '../../src/cli/reload';
 import { Router } from '../../src/pipeline/2-route/router';
 import { KAFKA_ERRORS } from '../../src/seams/rdkafka';
 import { fakePipeline, refuse } from '../helpers/fake-pipeline';
@@ -94,4 +95,31 @@ test('mapping indices of a generation: records of either generation count for th
   assert.equal(await p.counter('mkf_messages_forwarded_total', 'a'), 1);
   assert.equal(await p.counter('mkf_messages_forwarded_total', 'b'), 2);
   assert.equal(await p.counter('mkf_messages_forwarded_total', 'c'), 1);
+});
+
+test('serialized: one run at a time; requests during a run make exactly one more', async () => {
+  let runs = 0;
+  let active = 0;
+  const gates: (() => void)[] = [];
+  const request = serialized(async () => {
+    runs++;
+    active++;
+    assert.equal(active, 1, 'never two at once');
+    await new Promise<void>((r) => gates.push(r));
+    active--;
+  });
+  const first = request();
+  void request();
+  void request();
+  assert.equal(runs, 1);
+  gates.shift()!();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(runs, 2, 'the two requests during the first run made one more');
+  gates.shift()!();
+  await first;
+  assert.equal(runs, 2);
+  const later = request();
+  assert.equal(runs, 3, 'a request after the runs ended runs at once');
+  gates.shift()!();
+  await later;
 });
