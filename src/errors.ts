@@ -8,6 +8,8 @@
 export const ERROR_CODES = {
   configFile: 'ERR_CONFIG_FILE',
   configInvalid: 'ERR_CONFIG_INVALID',
+  configReloadRefused: 'ERR_CONFIG_RELOAD_REFUSED',
+  configNeedsRestart: 'ERR_CONFIG_NEEDS_RESTART',
   kafkaConnect: 'ERR_KAFKA_CONNECT',
   kafkaAuth: 'ERR_KAFKA_AUTH',
   kafkaClient: 'ERR_KAFKA_CLIENT',

@@ -8,6 +8,7 @@
  */
 import type { Server } from 'node:http';
 import { buildProducerConfig } from './config/kafka';
+import { diffConfigs } from './config/reload-diff';
 import type { Config } from './config/schema';
 import { ERROR_CODES } from './errors';
 import { startHttpServer } from './observability/http';
@@ -40,6 +41,17 @@ export interface StopOutcome {
   readonly producers: 'closed' | 'abandoned';
 }
 
+/** What a config reload did; see Forwarder.reload. */
+export interface ReloadOutcome {
+  /** The config generation now running (1 at start). */
+  readonly generation: number;
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  readonly changed: readonly string[];
+  /** Paths outside `forwarding` that differ: not applied, they need a restart. */
+  readonly restartRequired: readonly string[];
+}
+
 export interface ForwarderStats {
   received: number;
   unmatched: number;
@@ -53,6 +65,14 @@ export class Forwarder {
   private readonly batcher: Batcher;
   private readonly settler: Settler;
   private readonly source: MqttSource;
+  private router: Router;
+  /**
+   * What runs: the start config with the forwarding list of the last applied reload. A reload
+   * is compared with it, so a change that needs a restart is reported again on every reload
+   * until the restart.
+   */
+  private running: Config;
+  private generationNo = 1;
   readonly probes: Probes;
   private released = 0;
   private stopped: Promise<StopOutcome> | undefined;
@@ -69,6 +89,7 @@ export class Forwarder {
     private readonly cfg: Config,
     private readonly log: Logger,
   ) {
+    this.running = cfg;
     const producer = buildProducerConfig(cfg);
     const init: WorkerInit = {
       global: producer.global,
@@ -83,7 +104,7 @@ export class Forwarder {
         ? new InlineLanes(init, log)
         : new WorkerLanes(workers, cfg.dispatch.batches_per_worker, init, log);
 
-    const router = new Router(routeMappingsOf(cfg.forwarding), this.lanes.count);
+    const router = (this.router = new Router(routeMappingsOf(cfg.forwarding), this.lanes.count));
     this.window = new InflightWindow(
       cfg.mqtt.inflight_window,
       cfg.dispatch.max_inflight_bytes,
@@ -146,6 +167,58 @@ export class Forwarder {
     });
     this.metrics.windowLimit.set(cfg.mqtt.inflight_window);
     this.metrics.workers.set(workers);
+  }
+
+  get generation(): number {
+    return this.generationNo;
+  }
+
+  /**
+   * Applies a reloaded config (already validated) without dropping the connection: the
+   * forwarding list takes effect from the next message on; everything else differing is
+   * reported as needing a restart and not applied. Every valid config counts as a generation,
+   * even one that changes nothing. Undefined once stopping: a reload is ignored then.
+   *
+   * The router is swapped between two messages: messages up to window.lastSeq were routed
+   * with the old mappings, and their records settle with the old policies (the settler's
+   * generation starts at the next seq). New or changed filters are subscribed now; removed
+   * ones only once every message received before the reload is released, so the broker never
+   * sees an UNSUBSCRIBE for a filter whose messages we still hold unacknowledged. Messages that
+   * arrive on a removed filter in between match no mapping and are acknowledged without being
+   * forwarded, as for any topic no mapping takes.
+   */
+  reload(next: Config): ReloadOutcome | undefined {
+    if (this.stopped !== undefined) return undefined;
+    const diff = diffConfigs(this.running, next);
+    const { added, removed, changed } = diff.mappings;
+    if (added.length + removed.length + changed.length > 0) {
+      const router = new Router(routeMappingsOf(next.forwarding), this.lanes.count, this.router);
+      const through = this.window.lastSeq;
+      this.settler.addGeneration(policiesOf(next.forwarding), through + 1);
+      this.intake.use(router);
+      this.router = router;
+      const retire = this.source.update(router.subscriptions);
+      void this.window.whenReleasedThrough(through).then(retire);
+      this.running = { ...this.running, forwarding: next.forwarding };
+    }
+    const generation = ++this.generationNo;
+    this.metrics.configGeneration.set(generation);
+    this.metrics.configReloads.labels('applied').inc();
+    if (diff.restartRequired.length > 0) {
+      this.log.warn(
+        {
+          code: ERROR_CODES.configNeedsRestart,
+          generation,
+          paths: diff.restartRequired,
+        },
+        `config reload: ${diff.restartRequired.join(', ')} changed; only a restart applies ${diff.restartRequired.length === 1 ? 'it' : 'them'}, the running values stay`,
+      );
+    }
+    this.log.info(
+      { generation, added, removed, changed, mappings: this.running.forwarding.length },
+      'config reloaded',
+    );
+    return { generation, added, removed, changed, restartRequired: diff.restartRequired };
   }
 
   get stats(): ForwarderStats {

@@ -8,6 +8,7 @@ import { redactConfig } from '../config/kafka';
 import { ERROR_CODES, ForwarderError } from '../errors';
 import { Forwarder, STOP_BUDGET_MS } from '../forwarder';
 import { hardExit } from './hard-exit';
+import { ConfigReloader, configErrorText } from './reload';
 import { createLogger } from '../observability/logger';
 
 const pkg = JSON.parse(
@@ -29,14 +30,13 @@ const EXIT_FORCED = 3;
  */
 const STOP_GRACE_MS = STOP_BUDGET_MS + 1_000;
 
-function readConfig(flag: string | undefined, checkFiles = true): Config {
-  const file = resolveConfigPath(flag);
+function readConfig(file: string, load: () => Config): Config {
   try {
-    return loadConfig(file, process.env, { checkFiles });
+    return load();
   } catch (err) {
     if (err instanceof ForwarderError) {
       // A config problem is the user's to fix: the message names it; a stack trace would not help.
-      process.stderr.write(`forwarder: ${file}: ${err.message}\n`);
+      process.stderr.write(`${configErrorText(file, err)}\n`);
       process.exit(EXIT_CONFIG);
     }
     throw err;
@@ -44,7 +44,10 @@ function readConfig(flag: string | undefined, checkFiles = true): Config {
 }
 
 async function run(opts: { config?: string }): Promise<void> {
-  const cfg = readConfig(opts.config);
+  const file = resolveConfigPath(opts.config);
+  // SIGHUP runs exactly this load again: same path, same environment, same checks.
+  const load = (): Config => loadConfig(file, process.env, { checkFiles: true });
+  const cfg = readConfig(file, load);
   // librdkafka's connect, flush and metadata calls each hold a libuv pool thread shared by all
   // workers (default 4). It must be sized before the first asynchronous call creates the pool.
   process.env['UV_THREADPOOL_SIZE'] ??= String(Math.max(4, cfg.dispatch.workers * 2 + 2));
@@ -90,6 +93,15 @@ async function run(opts: { config?: string }): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const reloader = new ConfigReloader(file, load, forwarder, log);
+  process.on('SIGHUP', () => {
+    if (signals > 0) {
+      log.info({ signal: 'SIGHUP' }, 'stopping; config reload ignored');
+      return;
+    }
+    log.info({ signal: 'SIGHUP', file }, 'reloading config');
+    void reloader.request();
+  });
   try {
     await forwarder.start();
   } catch (err) {
@@ -129,13 +141,15 @@ export function main(argv: readonly string[]): void {
     )
     .action((opts: { config?: string; print?: boolean; skipFiles?: boolean }) => {
       const flag = opts.config ?? program.opts<{ config?: string }>().config;
-      const cfg = readConfig(flag, opts.skipFiles !== true);
+      const file = resolveConfigPath(flag);
+      const checkFiles = opts.skipFiles !== true;
+      const cfg = readConfig(file, () => loadConfig(file, process.env, { checkFiles }));
       if (opts.print) {
         process.stdout.write(`${JSON.stringify(redactConfig(cfg), null, 2)}\n`);
         return;
       }
       const n = cfg.forwarding.length;
-      process.stdout.write(`${resolveConfigPath(flag)}: ok (${n} mapping${n === 1 ? '' : 's'})\n`);
+      process.stdout.write(`${file}: ok (${n} mapping${n === 1 ? '' : 's'})\n`);
     });
   program
     .command('schema')

@@ -33,6 +33,8 @@ export class Metrics {
   readonly mqttReconnects: Counter;
   readonly producersConnected: Gauge;
   readonly workers: Gauge;
+  readonly configGeneration: Gauge;
+  readonly configReloads: Counter<'result'>;
 
   /** `live` is read at scrape time for the gauges that mirror state owned elsewhere. */
   constructor(live: LiveGauges) {
@@ -140,5 +142,19 @@ export class Metrics {
       help: 'Producer worker threads (0: inline mode).',
       registers,
     });
+    this.configGeneration = new Gauge({
+      name: 'mkf_config_generation',
+      help: 'Config generation running: 1 at start, +1 per config reload applied (SIGHUP).',
+      registers,
+    });
+    this.configGeneration.set(1);
+    this.configReloads = new Counter({
+      name: 'mkf_config_reloads_total',
+      help: 'Config reloads (SIGHUP), by result: applied, or refused (the new config is invalid; the running one stays).',
+      labelNames: ['result'],
+      registers,
+    });
+    // Both series from the start at 0, so the first refusal shows in increase().
+    for (const result of ['applied', 'refused']) this.configReloads.labels(result).inc(0);
   }
 }

@@ -12,7 +12,7 @@ export interface PendingRecord extends PackedRecord {
   readonly mqttTopic: Buffer;
   /** The received message this record belongs to; confirming it counts down its `pending`. */
   readonly entry: WindowEntry;
-  /** Index of the mapping in the config's `forwarding` list. */
+  /** Index of the mapping in the router that routed it (5-settle finds that generation by seq). */
   readonly mapping: number;
   /** The MQTT payload as received (the value differs with wrap_as_json). */
   readonly payload: Buffer;

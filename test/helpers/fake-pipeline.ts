@@ -17,6 +17,7 @@ import type { BatchResult, RecordFailure } from '../../src/pipeline/4-kafka-prod
 import { Settler } from '../../src/pipeline/5-settle/settle';
 import type { MappingPolicy } from '../../src/pipeline/5-settle/settle';
 import { InflightWindow } from '../../src/pipeline/6-mqtt-ack/window';
+import type { RouteMapping } from '../../src/pipeline/2-route/router';
 import type { WindowEntry } from '../../src/pipeline/6-mqtt-ack/window';
 import type { PendingRecord } from '../../src/pipeline/record';
 
@@ -210,5 +211,16 @@ export function fakePipeline(
       if (!sample) throw new Error(`${name} has no series for mapping ${mapping}`);
       return sample.value;
     },
+  };
+}
+
+/** A route mapping as 2-route/mappings.ts builds it: to topic `out`, the MQTT topic as key. */
+export function routeMapping(filter: string, qos: 0 | 1 | 2 = 2): RouteMapping {
+  return {
+    filter,
+    qos,
+    kafkaTopic: [{ kind: 'text', text: 'out' }],
+    key: [{ kind: 'topic' }],
+    wrap: false,
   };
 }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { RouteMapping } from '../../src/pipeline/2-route/router';
 import { Router, matchesFilter, topicHash } from '../../src/pipeline/2-route/router';
 import { wrapPayload } from '../../src/pipeline/2-route/wrap';
+import { routeMapping } from '../helpers/fake-pipeline';
 
 test('matchesFilter follows MQTT filter semantics', () => {
   const cases: [string, string, boolean][] = [
@@ -45,13 +45,7 @@ test('wrapPayload is the reference service JSON, byte for byte', () => {
   );
 });
 
-const mapping = (filter: string, qos: 0 | 1 | 2 = 2): RouteMapping => ({
-  filter,
-  qos,
-  kafkaTopic: [{ kind: 'text', text: 'out' }],
-  key: [{ kind: 'topic' }],
-  wrap: false,
-});
+const mapping = routeMapping;
 
 test('one subscription per distinct filter, at the highest QoS asked for', () => {
   const r = new Router([mapping('a/#', 1), mapping('b/+'), mapping('a/#', 2), mapping('c', 0)], 2);

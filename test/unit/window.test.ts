@@ -125,3 +125,46 @@ test('settling: a throwing callback still releases what it confirmed', () => {
   );
   assert.deepEqual(released, [[1]]);
 });
+
+test('whenReleasedThrough: resolves once everything admitted up to a seq is released', async () => {
+  const { w } = setup();
+  assert.equal(w.lastSeq, -1, 'nothing admitted yet');
+  await w.whenReleasedThrough(-1);
+  const a = w.admit(1, 1, 1, 1, 1);
+  const b = w.admit(1, 2, 1, 1, 1);
+  const through = w.lastSeq;
+  assert.equal(through, b.seq);
+  const later = w.admit(1, 3, 1, 1, 1);
+  const done: string[] = [];
+  void w.whenReleasedThrough(through).then(() => done.push('through b'));
+  void w.whenReleasedThrough(a.seq).then(() => done.push('through a'));
+  void w.whenReleasedThrough(later.seq).then(() => done.push('through later'));
+  const settle = () => new Promise((r) => setImmediate(r));
+  w.confirm(b);
+  await settle();
+  assert.deepEqual(done, [], 'b confirmed, but a (older) holds the release');
+  w.confirm(a);
+  await settle();
+  assert.deepEqual(done, ['through a', 'through b'], 'in seq order; the newer one still waits');
+  w.confirm(later);
+  await settle();
+  assert.deepEqual(done, ['through a', 'through b', 'through later']);
+  await w.whenReleasedThrough(later.seq);
+});
+
+test('whenReleasedThrough: a message matching nothing and an empty window count as released', async () => {
+  const { w } = setup();
+  const held = w.admit(1, 1, 1, 1, 1);
+  w.admit(1, 2, 1, 1, 0);
+  let resolved = false;
+  void w.whenReleasedThrough(w.lastSeq).then(() => (resolved = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(resolved, false);
+  w.confirm(held);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(resolved, true);
+  assert.equal(w.size, 0);
+  let empty = false;
+  await w.whenReleasedThrough(w.lastSeq).then(() => (empty = true));
+  assert.equal(empty, true);
+});

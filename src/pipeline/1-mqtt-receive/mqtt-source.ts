@@ -15,6 +15,20 @@ import {
   setReconnectPeriod,
 } from '../../seams/mqtt-client';
 
+/** What the broker's session holds for one filter of ours, as its SUBACK told us. */
+interface Held {
+  readonly qos: 0 | 1 | 2;
+  /** The subscription identifier it was subscribed with; undefined: none. */
+  readonly id: number | undefined;
+}
+
+/** A SUBSCRIBE (spec) or UNSUBSCRIBE (null) sent on this connection and not answered yet. */
+interface Sent {
+  readonly spec: Held | null;
+}
+
+const sameHeld = (a: Held, b: Held): boolean => a.qos === b.qos && a.id === b.id;
+
 export interface SourceHooks {
   onPublish(packet: IPublishPacket, conn: number): void;
   admit(next: () => void): void;
@@ -28,30 +42,67 @@ export class MqttSource {
   private client: MqttClient | undefined;
   private gate: AckGate | undefined;
   private backoff: number;
-  private subscribedOnce = false;
-  /** Subscriptions of the current connection the broker has granted (or the session holds). */
-  private subscribedNow = false;
   private stopping = false;
-  /** Connections made so far: a SUBSCRIBE retry belongs to the connection that sent it. */
+  /** Connections made so far: a SUBSCRIBE answer or retry belongs to the connection that sent it. */
   private connections = 0;
+  /** The current config generation's subscriptions: what a new session gets. */
+  private wanted: readonly Subscription[];
+  /**
+   * Filters a reload removed that stay subscribed until every message received before that
+   * reload is acknowledged (update()'s retire function); the value says which update removed it.
+   */
+  private readonly retiring = new Map<
+    string,
+    { readonly sub: Subscription; readonly by: object }
+  >();
+  /** Per filter, what the broker's session holds as far as this process subscribed it. */
+  private readonly held = new Map<string, Held>();
+  /** Per filter, the newest SUBSCRIBE/UNSUBSCRIBE of this connection still unanswered. */
+  private readonly sent = new Map<string, Sent>();
+  private retryAttempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly cfg: Config['mqtt'],
-    private readonly subscriptions: readonly Subscription[],
+    subscriptions: readonly Subscription[],
     private readonly hooks: SourceHooks,
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {
     this.backoff = cfg.reconnect_min_ms;
+    this.wanted = subscriptions;
   }
 
   get connected(): boolean {
     return this.client?.connected ?? false;
   }
 
-  /** Connected, and every mapping's filter is subscribed on this connection's session. */
+  /** Connected, and every filter of the current generation is subscribed on this session. */
   get subscribed(): boolean {
-    return this.connected && this.subscribedNow;
+    return this.connected && this.wanted.every((s) => this.held.has(s.filter));
+  }
+
+  /**
+   * A config reload: `subscriptions` is what is subscribed from now on, on this connection and
+   * on every later one. Filters that are new, or kept with another QoS or identifier, are
+   * subscribed at once. Filters no longer wanted stay subscribed until the returned function is
+   * called (once every message received before the reload is acknowledged) and are then
+   * unsubscribed, unless a later reload wants them again.
+   */
+  update(subscriptions: readonly Subscription[]): () => void {
+    const removal = {};
+    const now = new Set(subscriptions.map((s) => s.filter));
+    for (const f of now) this.retiring.delete(f);
+    for (const s of this.wanted) {
+      if (!now.has(s.filter)) this.retiring.set(s.filter, { sub: s, by: removal });
+    }
+    this.wanted = subscriptions;
+    if (this.client) this.sync(this.client);
+    return () => {
+      const due = [...this.retiring].filter(([, r]) => r.by === removal).map(([f]) => f);
+      for (const f of due) this.retiring.delete(f);
+      if (due.length > 0 && this.client) this.sync(this.client);
+    };
   }
 
   start(): void {
@@ -74,8 +125,19 @@ export class MqttSource {
         },
         'mqtt connected',
       );
-      if (!connack.sessionPresent || !this.subscribedOnce) this.subscribe(client);
-      else this.subscribedNow = true;
+      this.sent.clear();
+      this.retryAttempt = 0;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      if (!connack.sessionPresent) {
+        // A new session holds nothing of ours, and no message received on an earlier one can be
+        // acknowledged any more: nothing is retiring either.
+        this.held.clear();
+        this.retiring.clear();
+      }
+      // With a session kept, only what it may lack (a SUBSCRIBE unanswered when the connection
+      // dropped, a reload while disconnected) is sent again.
+      this.sync(client);
     });
     client.on('reconnect', () => {
       this.metrics.mqttReconnects.inc();
@@ -83,7 +145,7 @@ export class MqttSource {
     });
     client.on('close', () => {
       this.metrics.mqttConnected.set(0);
-      this.subscribedNow = false;
+      this.sent.clear();
       if (this.stopping) return;
       // mqtt.js reconnects after a fixed period; growing it here turns that into backoff.
       setReconnectPeriod(client, this.backoff);
@@ -131,60 +193,145 @@ export class MqttSource {
     });
   }
 
-  private subscribe(client: MqttClient): void {
-    // MQTT 5 with several filters: one SUBSCRIBE per filter, because a subscription identifier
-    // is per packet and the router needs to know which filter each delivered copy was sent for.
-    // With one filter every copy is for it, and the identifier would only cost a property
-    // parse per message (5 % of the main thread in the flame graph).
-    const withIds = this.cfg.protocol_version === 5 && this.subscriptions.length > 1;
-    const groups = withIds ? this.subscriptions.map((s) => [s]) : [this.subscriptions];
-    let pending = groups.length;
-    let refused = false;
+  /**
+   * What the session should hold: the current generation's filters and the retiring ones. MQTT 5
+   * with several filters: each carries its subscription identifier, because the router needs to
+   * know which filter each delivered copy was sent for. With one filter every copy is for it,
+   * and the identifier would only cost a property parse per message (5 % of the main thread in
+   * the flame graph).
+   */
+  private target(): { readonly sub: Subscription; readonly spec: Held }[] {
+    const subs = [...this.wanted, ...[...this.retiring.values()].map((r) => r.sub)];
+    const withIds = this.cfg.protocol_version === 5 && subs.length > 1;
+    return subs.map((sub) => ({ sub, spec: { qos: sub.qos, id: withIds ? sub.id : undefined } }));
+  }
+
+  /**
+   * Brings the session to target(): SUBSCRIBE what it lacks or holds with another QoS or
+   * identifier, UNSUBSCRIBE what it holds and should not. Filters the session already holds are
+   * sent first: when a second filter makes identifiers necessary, the first must carry its
+   * identifier before the broker sends any copy for the second, or a copy without identifier
+   * would go to both filters' mappings while the second also gets its own.
+   */
+  private sync(client: MqttClient): void {
+    if (this.stopping || this.client !== client || !client.connected) return;
+    const target = this.target();
+    const kept: { readonly sub: Subscription; readonly spec: Held }[] = [];
+    const fresh: { readonly sub: Subscription; readonly spec: Held }[] = [];
+    for (const t of target) {
+      const pending = this.sent.get(t.sub.filter);
+      const now = pending === undefined ? this.held.get(t.sub.filter) : pending.spec;
+      if (now !== undefined && now !== null && sameHeld(now, t.spec)) continue;
+      (this.held.has(t.sub.filter) ? kept : fresh).push(t);
+    }
+    const targeted = new Set(target.map((t) => t.sub.filter));
+    const gone = new Set<string>();
+    for (const f of [...this.held.keys(), ...this.sent.keys()]) {
+      if (!targeted.has(f) && this.sent.get(f)?.spec !== null) gone.add(f);
+    }
+    const ordered = [...kept, ...fresh];
+    if (ordered.length > 0) {
+      // Identifiers are per packet: one SUBSCRIBE per filter then, else one for all.
+      const groups = ordered[0]!.spec.id !== undefined ? ordered.map((t) => [t]) : [ordered];
+      for (const g of groups) this.sendSubscribe(client, g);
+    }
+    for (const f of gone) this.sendUnsubscribe(client, f);
+  }
+
+  private sendSubscribe(
+    client: MqttClient,
+    group: readonly { readonly sub: Subscription; readonly spec: Held }[],
+  ): void {
     const connection = this.connections;
-    const send = (group: readonly Subscription[], attempt: number): void => {
-      const topics: Record<string, { qos: 0 | 1 | 2 }> = {};
-      for (const s of group) topics[s.filter] = { qos: s.qos };
-      const opts = withIds ? { properties: { subscriptionIdentifier: group[0]!.id } } : {};
-      client.subscribe(topics, opts, (err, granted) => {
-        if (err) {
-          // A SUBSCRIBE can fail for a reason that passes: mochi-mqtt 2.7 refuses one whose
-          // packet id equals that of a PUBLISH it has in flight to us (the other direction's id
-          // space), "Packet identifier in use", while it redelivers a resumed session. Send it
-          // again, with a new packet id, for as long as this connection lasts; a new connection
-          // subscribes afresh if it has to.
-          const retryInMs = Math.min(
-            this.cfg.reconnect_min_ms * 2 ** Math.min(attempt, 16),
-            this.cfg.reconnect_max_ms,
-          );
+    const mine = new Map<string, Sent>();
+    const topics: Record<string, { qos: 0 | 1 | 2; nl?: boolean; rap?: boolean; rh?: number }> = {};
+    for (const { sub, spec } of group) {
+      // Sent again for a filter the session holds (new QoS or identifier): retain handling 1,
+      // so the broker does not send its retained messages a second time (MQTT 5 only; MQTT
+      // 3.1.1 always sends them again).
+      topics[sub.filter] =
+        this.held.has(sub.filter) && this.cfg.protocol_version === 5
+          ? { qos: spec.qos, nl: false, rap: false, rh: 1 }
+          : { qos: spec.qos };
+      const sent: Sent = { spec };
+      mine.set(sub.filter, sent);
+      this.sent.set(sub.filter, sent);
+    }
+    const id = group[0]!.spec.id;
+    const opts = id !== undefined ? { properties: { subscriptionIdentifier: id } } : {};
+    client.subscribe(topics, opts, (err, granted) => {
+      if (this.connections !== connection) return;
+      for (const [f, sent] of mine) {
+        if (this.sent.get(f) === sent) this.sent.delete(f);
+      }
+      if (err) {
+        // A SUBSCRIBE can fail for a reason that passes: mochi-mqtt 2.7 refuses one whose
+        // packet id equals that of a PUBLISH it has in flight to us (the other direction's id
+        // space), "Packet identifier in use", while it redelivers a resumed session. Send it
+        // again, with a new packet id, for as long as this connection lasts; a new connection
+        // subscribes afresh if it has to.
+        this.retryLater(client, err.message, 'mqtt subscribe failed');
+        return;
+      }
+      for (const g of granted ?? []) {
+        // 128 and above: the broker refused this filter (MQTT 3.1.1: 0x80; MQTT 5: reason codes).
+        if (g.qos >= 128) {
           this.log.error(
-            { code: ERROR_CODES.mqttSubscribe, err: err.message, retryInMs },
-            'mqtt subscribe failed',
+            { code: ERROR_CODES.mqttSubscribe, filter: g.topic, reasonCode: g.qos },
+            'mqtt subscription refused by broker',
           );
-          setTimeout(() => {
-            if (this.stopping || this.client !== client || this.connections !== connection) return;
-            if (client.connected) send(group, attempt + 1);
-          }, retryInMs).unref();
-          return;
+        } else {
+          const spec = mine.get(g.topic)?.spec;
+          if (spec) this.held.set(g.topic, spec);
+          this.log.info(
+            { filter: g.topic, qos: g.qos, ...(spec?.id !== undefined && { id: spec.id }) },
+            'mqtt subscribed',
+          );
         }
-        for (const g of granted ?? []) {
-          // 128 and above: the broker refused this filter (MQTT 3.1.1: 0x80; MQTT 5: reason codes).
-          if (g.qos >= 128) {
-            refused = true;
-            this.log.error(
-              { code: ERROR_CODES.mqttSubscribe, filter: g.topic, reasonCode: g.qos },
-              'mqtt subscription refused by broker',
-            );
-          } else {
-            this.log.info({ filter: g.topic, qos: g.qos }, 'mqtt subscribed');
-          }
-        }
-        if (--pending === 0 && !refused) {
-          this.subscribedOnce = true;
-          this.subscribedNow = true;
-        }
-      });
-    };
-    for (const group of groups) send(group, 0);
+      }
+    });
+  }
+
+  private sendUnsubscribe(client: MqttClient, filter: string): void {
+    const connection = this.connections;
+    const sent: Sent = { spec: null };
+    this.sent.set(filter, sent);
+    client.unsubscribe(filter, (err, packet) => {
+      if (this.connections !== connection) return;
+      if (this.sent.get(filter) === sent) this.sent.delete(filter);
+      if (err) {
+        this.retryLater(client, err.message, 'mqtt unsubscribe failed');
+        return;
+      }
+      this.held.delete(filter);
+      // MQTT 5 UNSUBACK reason codes: 0x11 (no such subscription) is as good as done; 0x80 and
+      // above is a refusal, which leaves the filter delivering messages no mapping takes.
+      const reason = (packet as { granted?: unknown[] } | undefined)?.granted?.[0];
+      if (typeof reason === 'number' && reason >= 128) {
+        this.log.error(
+          { code: ERROR_CODES.mqttSubscribe, filter, reasonCode: reason },
+          'mqtt unsubscribe refused by broker; its messages are acknowledged without forwarding',
+        );
+      } else {
+        this.log.info({ filter }, 'mqtt unsubscribed');
+      }
+    });
+  }
+
+  /** One retry of sync() at a time, with backoff, for as long as this connection lasts. */
+  private retryLater(client: MqttClient, err: string, what: string): void {
+    const retryInMs = Math.min(
+      this.cfg.reconnect_min_ms * 2 ** Math.min(this.retryAttempt++, 16),
+      this.cfg.reconnect_max_ms,
+    );
+    this.log.error({ code: ERROR_CODES.mqttSubscribe, err, retryInMs }, what);
+    if (this.retryTimer !== undefined) return;
+    const connection = this.connections;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.connections === connection) this.sync(client);
+    }, retryInMs);
+    this.retryTimer.unref();
   }
 
   /** Writes released acks; see AckGate.release. */

@@ -29,10 +29,10 @@ export class Intake {
   readonly stats: IntakeStats = { received: 0, unmatched: 0 };
   private readonly unmatchedLog = new RateLimitedLog(10_000);
   /** By mapping index; a hole for a mapping without kafka.headers. */
-  private readonly headerWriters: (HeaderWriter | undefined)[];
+  private headerWriters: (HeaderWriter | undefined)[];
 
   constructor(
-    private readonly router: Router,
+    private router: Router,
     private readonly window: InflightWindow,
     private readonly targets: IntakeTargets,
     /** mqtt.max_payload_bytes; 0 = no limit. */
@@ -40,9 +40,16 @@ export class Intake {
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {
-    this.headerWriters = router.mappings.map((m) =>
-      m.headers === undefined ? undefined : new HeaderWriter(m.headers),
-    );
+    this.headerWriters = writersOf(router);
+  }
+
+  /**
+   * A config reload: messages from the next one on are routed by `router`. Records already
+   * routed keep the mapping indices of the router that made them (5-settle tells which by seq).
+   */
+  use(router: Router): void {
+    this.router = router;
+    this.headerWriters = writersOf(router);
   }
 
   onPublish(packet: IPublishPacket, conn: number): void {
@@ -107,4 +114,10 @@ export class Intake {
       else this.targets.reject(route.lane, r, problem);
     }
   }
+}
+
+function writersOf(router: Router): (HeaderWriter | undefined)[] {
+  return router.mappings.map((m) =>
+    m.headers === undefined ? undefined : new HeaderWriter(m.headers),
+  );
 }

@@ -82,28 +82,43 @@ const CACHE_LIMIT = 10_000;
 
 export class Router {
   private readonly cache = new Map<string, Route>();
-  /** One per distinct filter, at the highest QoS any mapping asks for; ids start at 1. */
+  /**
+   * One per distinct filter, at the highest QoS any mapping asks for. Ids start at 1 and are
+   * never reused in a process: a filter kept by a reload keeps its id, a new one gets the next
+   * unused id, so a copy delivered for a removed subscription never reaches a new mapping.
+   */
   readonly subscriptions: readonly Subscription[];
-  /** Mapping indices per subscription id (index 0 unused). */
+  /** The highest subscription id this router or any router before it handed out. */
+  readonly lastSubscriptionId: number;
+  /** Mapping indices per subscription id (empty for ids not in use). */
   private readonly bySubscription: (readonly number[])[] = [[]];
 
+  /** `previous`: the router this one replaces on a config reload (its ids carry over). */
   constructor(
     readonly mappings: readonly RouteMapping[],
     private readonly lanes: number,
+    previous?: Router,
   ) {
+    const kept = new Map(previous?.subscriptions.map((s) => [s.filter, s.id]));
+    let lastId = previous?.lastSubscriptionId ?? 0;
     const subs: Subscription[] = [];
+    const byId: number[][] = [];
     mappings.forEach((m, i) => {
-      let sub = subs.find((s) => s.filter === m.filter);
-      if (!sub) {
-        sub = { filter: m.filter, qos: m.qos, id: subs.length + 1 };
-        subs.push(sub);
-        this.bySubscription.push([]);
-      } else if (m.qos > sub.qos) {
-        subs[sub.id - 1] = sub = { ...sub, qos: m.qos };
+      let at = subs.findIndex((s) => s.filter === m.filter);
+      if (at < 0) {
+        at = subs.push({ filter: m.filter, qos: m.qos, id: kept.get(m.filter) ?? ++lastId }) - 1;
+        byId[at] = [];
+      } else if (m.qos > subs[at]!.qos) {
+        subs[at] = { ...subs[at]!, qos: m.qos };
       }
-      (this.bySubscription[sub.id] as number[]).push(i);
+      byId[at]!.push(i);
     });
     this.subscriptions = subs;
+    this.lastSubscriptionId = lastId;
+    // Dense up to the highest id, so the per-message lookup stays a plain array read.
+    const none: readonly number[] = [];
+    for (let id = 1; id <= lastId; id++) this.bySubscription.push(none);
+    subs.forEach((s, at) => (this.bySubscription[s.id] = byId[at]!));
   }
 
   /**

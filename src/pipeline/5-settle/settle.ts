@@ -4,6 +4,7 @@
  * acknowledge it anyway (`skip`), or send the original to a dead-letter topic (`dead_letter`).
  * Retriable failures never reach this module: the producer retries those itself.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { Counter } from 'prom-client';
 import type { Mapping } from '../../config/schema';
 import { ERROR_CODES } from '../../errors';
@@ -55,16 +56,32 @@ export type Refusal =
   | { readonly origin: 'kafka'; readonly code: number; readonly message: string }
   | { readonly origin: 'forwarder'; readonly message: string };
 
+/**
+ * One config generation's mappings as the settler sees them: `slots[i]` is where the policy and
+ * the metric children of the generation's mapping i are. A record names its mapping by its
+ * index in the generation that routed it (record.ts); which generation that was follows from
+ * its message's seq, since the router is swapped between two messages.
+ */
+interface Generation {
+  /** Seq of the first message routed with this generation's mappings. */
+  readonly fromSeq: number;
+  readonly slots: readonly number[];
+}
+
 export class Settler {
   private readonly failureLog = new RateLimitedLog(5_000);
-  // Metric children bound once per mapping: a label lookup per record would cost more.
-  private readonly forwarded: Counter.Internal[];
-  private readonly failed: Counter.Internal[];
-  private readonly skipped: Counter.Internal[];
-  private readonly deadLettered: Counter.Internal[];
-  private readonly latency: HistogramChild[];
-  /** Records confirmed per mapping in the batch being settled; see settle(). */
-  private readonly confirmedCounts: number[];
+  // Per slot (see Generation), append-only: a record routed before a reload settles with the
+  // policy it was routed with, however many reloads came since. Metric children are bound once
+  // per slot: a label lookup per record would cost more.
+  private readonly policies: MappingPolicy[] = [];
+  private readonly forwarded: Counter.Internal[] = [];
+  private readonly failed: Counter.Internal[] = [];
+  private readonly skipped: Counter.Internal[] = [];
+  private readonly deadLettered: Counter.Internal[] = [];
+  private readonly latency: HistogramChild[] = [];
+  /** Records confirmed per slot in the batch being settled; see settle(). */
+  private readonly confirmedCounts: number[] = [];
+  private readonly generations: Generation[] = [];
   /** Records held by the `stop` policy; reading from MQTT is paused while this is > 0. */
   private halted = 0;
   private reason: string | undefined;
@@ -72,24 +89,51 @@ export class Settler {
 
   constructor(
     private readonly window: InflightWindow,
-    private readonly policies: readonly MappingPolicy[],
+    policies: readonly MappingPolicy[],
     private readonly resend: Resend,
     private readonly log: Logger,
-    metrics: Metrics,
+    private readonly metrics: Metrics,
   ) {
-    const names = policies.map((p) => p.name);
+    this.addGeneration(policies, 0);
+  }
+
+  /**
+   * The policies of a reloaded config, for the records of messages admitted from `fromSeq` on
+   * (records of older messages keep the policies they were routed with). A policy equal to one
+   * of the previous generation keeps its slot, so the list grows only by what a reload changed.
+   */
+  addGeneration(policies: readonly MappingPolicy[], fromSeq: number): void {
+    const previous = this.generations.at(-1)?.slots ?? [];
+    const slots = policies.map((p) => {
+      const kept = previous.find((s) => isDeepStrictEqual(this.policies[s], p));
+      return kept ?? this.addSlot(p);
+    });
+    this.generations.push({ fromSeq, slots });
+  }
+
+  private addSlot(p: MappingPolicy): number {
     // Every mapping's series exists from the start at 0: a series that first appears at 1 hides
     // that first increase from rate()/increase(), i.e. the first refusal after a restart.
     const zeroed = (c: Counter.Internal): Counter.Internal => {
       c.inc(0);
       return c;
     };
-    this.forwarded = names.map((m) => zeroed(metrics.forwarded.labels(m)));
-    this.failed = names.map((m) => zeroed(metrics.failed.labels(m)));
-    this.skipped = names.map((m) => zeroed(metrics.skipped.labels(m)));
-    this.deadLettered = names.map((m) => zeroed(metrics.deadLettered.labels(m)));
-    this.latency = names.map((m) => metrics.latency.labels(m));
-    this.confirmedCounts = names.map(() => 0);
+    const m = this.metrics;
+    this.forwarded.push(zeroed(m.forwarded.labels(p.name)));
+    this.failed.push(zeroed(m.failed.labels(p.name)));
+    this.skipped.push(zeroed(m.skipped.labels(p.name)));
+    this.deadLettered.push(zeroed(m.deadLettered.labels(p.name)));
+    this.latency.push(m.latency.labels(p.name));
+    this.confirmedCounts.push(0);
+    return this.policies.push(p) - 1;
+  }
+
+  /** The slot of a record's mapping: almost always of the newest generation, found first. */
+  private slotOf(r: PendingRecord): number {
+    const gens = this.generations;
+    let g = gens.length - 1;
+    while (g > 0 && r.entry.seq < gens[g]!.fromSeq) g--;
+    return gens[g]!.slots[r.mapping]!;
   }
 
   /** Why reading is stopped (a held record's refusal), or undefined while nothing is held. */
@@ -138,18 +182,20 @@ export class Settler {
   }
 
   private confirm(r: PendingRecord, now: number): void {
-    if (r.deadLetter) this.deadLettered[r.mapping]!.inc();
+    const slot = this.slotOf(r);
+    if (r.deadLetter) this.deadLettered[slot]!.inc();
     else {
-      this.confirmedCounts[r.mapping]!++;
-      this.latency[r.mapping]!.observe((now - r.entry.receivedAt) / 1000);
+      this.confirmedCounts[slot]!++;
+      this.latency[slot]!.observe((now - r.entry.receivedAt) / 1000);
     }
     if (r.halted) this.release(r);
     this.window.confirm(r.entry);
   }
 
   private refused(lane: number, r: PendingRecord, f: Refusal): void {
-    const policy = this.policies[r.mapping]!;
-    this.failed[r.mapping]!.inc();
+    const slot = this.slotOf(r);
+    const policy = this.policies[slot]!;
+    this.failed[slot]!.inc();
     // A dead-letter topic that refuses too leaves nothing safe to do but stop.
     const action = r.deadLetter ? 'stop' : policy.onError;
     // A flood of refusals must cost a counter each, not a message string and a log line each.
@@ -176,7 +222,7 @@ export class Settler {
     switch (action) {
       case 'skip':
         // Lost on purpose, and said so: logged above, counted here, then acknowledged.
-        this.skipped[r.mapping]!.inc();
+        this.skipped[slot]!.inc();
         if (r.halted) this.release(r);
         this.window.confirm(r.entry);
         return;

@@ -35,6 +35,8 @@ export class InflightWindow {
   private releaseDue = false;
   private readonly waiters: (() => void)[] = [];
   private drainWaiters: (() => void)[] = [];
+  /** whenReleasedThrough() callers, by ascending seq. */
+  private throughWaiters: { seq: number; resolve: () => void }[] = [];
 
   constructor(
     readonly maxMessages: number,
@@ -48,6 +50,11 @@ export class InflightWindow {
 
   get bytes(): number {
     return this.heldBytes;
+  }
+
+  /** Seq of the newest admitted message; -1 before the first. */
+  get lastSeq(): number {
+    return this.nextSeq - 1;
   }
 
   /** True after close(): shutdown has begun and nothing new may be admitted. */
@@ -142,6 +149,25 @@ export class InflightWindow {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
+  /**
+   * Resolves once every message admitted up to `seq` (see lastSeq) was released: a config
+   * reload unsubscribes a removed filter only when nothing received before the reload can
+   * still need an ack. Releases are in seq order, so this is the release of `seq` itself.
+   */
+  whenReleasedThrough(seq: number): Promise<void> {
+    if (this.releasedThrough() >= seq) return Promise.resolve();
+    return new Promise((resolve) => {
+      const at = this.throughWaiters.findIndex((w) => w.seq > seq);
+      const waiter = { seq, resolve };
+      if (at < 0) this.throughWaiters.push(waiter);
+      else this.throughWaiters.splice(at, 0, waiter);
+    });
+  }
+
+  private releasedThrough(): number {
+    return this.head < this.entries.length ? this.entries[this.head]!.seq - 1 : this.nextSeq - 1;
+  }
+
   private wake(): void {
     while (this.waiters.length > 0 && this.hasRoom) this.waiters.shift()!();
   }
@@ -166,6 +192,11 @@ export class InflightWindow {
       this.head = 0;
     }
     this.onRelease(released);
+    if (this.throughWaiters.length > 0) {
+      const through = this.releasedThrough();
+      while (this.throughWaiters.length > 0 && this.throughWaiters[0]!.seq <= through)
+        this.throughWaiters.shift()!.resolve();
+    }
     this.wake();
     if (this.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters;
