@@ -1,14 +1,15 @@
 /**
  * Batch wire format: one ArrayBuffer per batch, transferred (not copied) to the worker.
  *
- *   u32 count, u16 topicCount, topicCount × { u16 nameLength, name }
+ *   u32 count, u16 nameCount, nameCount × { u16 length, name }
  *   count × { u16 topic, u16 headerCount, u32 keyLength, u32 valueLength, key, value,
- *             headerCount × { u16 nameLength, u32 valueLength, name, value } }
+ *             headerCount × { u16 name, u32 valueLength, value } }
  *
- * Little-endian. `topic` indexes the batch's own topic table, so a record's Kafka topic can be
- * any name (rendered from the MQTT topic, added by a reload) while the worker still decodes each
- * name once per batch, not once per record. Keys, values and header values are raw bytes; the
- * worker hands librdkafka views into the buffer, and librdkafka copies them on produce().
+ * Little-endian. `topic` and a header's `name` index the batch's own name table, so a record's
+ * Kafka topic can be any name (rendered from the MQTT topic, added by a reload) while the worker
+ * decodes each topic and header name once per batch, not once per record (per record, header
+ * names cost more than the rest of the record). Keys, values and header values are raw bytes;
+ * the worker hands librdkafka views into the buffer, and librdkafka copies them on produce().
  */
 
 export interface RecordHeader {
@@ -27,53 +28,56 @@ export interface PackedRecord {
 const HEADER = 6;
 /** Key length of a record without a key; a real key cannot be 4 GiB. */
 const NO_KEY = 0xffffffff;
-const TOPIC_HEADER = 2;
-/** A batch names at most this many topics: its indices are u16. */
-const MAX_TOPICS = 0xffff;
+const NAME_HEADER = 2;
+/** A batch holds at most this many distinct topic and header names: its indices are u16. */
+const MAX_NAMES = 0xffff;
 const RECORD_HEADER = 12;
 const FIELD_HEADER = 6;
 
-/** The batch's topic table: each distinct topic once, in first-use order. */
-function topicTable(records: readonly PackedRecord[]): Map<string, number> {
-  const table = new Map<string, number>();
-  for (const r of records) {
-    if (!table.has(r.kafkaTopic)) {
-      if (table.size === MAX_TOPICS)
-        throw new RangeError(`a batch may name at most ${MAX_TOPICS} Kafka topics`);
-      table.set(r.kafkaTopic, table.size);
-    }
-  }
-  return table;
-}
+/** Each distinct topic and header name once, in first-use order, with its UTF-8 length. */
+class NameTable {
+  readonly index = new Map<string, number>();
+  bytes = 0;
 
-function packedSize(records: readonly PackedRecord[], topics: Map<string, number>): number {
-  let size = HEADER;
-  for (const t of topics.keys()) size += TOPIC_HEADER + Buffer.byteLength(t);
-  for (const r of records) {
-    size += RECORD_HEADER + (r.key?.byteLength ?? 0) + r.value.byteLength;
-    for (const h of r.headers ?? [])
-      size += FIELD_HEADER + Buffer.byteLength(h.key) + h.value.byteLength;
+  add(name: string): void {
+    if (this.index.has(name)) return;
+    if (this.index.size === MAX_NAMES)
+      throw new RangeError(`a batch may hold at most ${MAX_NAMES} distinct topic and header names`);
+    this.index.set(name, this.index.size);
+    this.bytes += NAME_HEADER + Buffer.byteLength(name);
   }
-  return size;
 }
 
 export function packBatch(records: readonly PackedRecord[]): ArrayBuffer {
-  const topics = topicTable(records);
-  const buffer = new ArrayBuffer(packedSize(records, topics));
+  const names = new NameTable();
+  let size = HEADER;
+  for (const r of records) {
+    names.add(r.kafkaTopic);
+    size += RECORD_HEADER + (r.key?.byteLength ?? 0) + r.value.byteLength;
+    const headers = r.headers;
+    if (headers !== undefined) {
+      for (const h of headers) {
+        names.add(h.key);
+        size += FIELD_HEADER + h.value.byteLength;
+      }
+    }
+  }
+  const buffer = new ArrayBuffer(size + names.bytes);
   const view = new DataView(buffer);
   const bytes = new Uint8Array(buffer);
   view.setUint32(0, records.length, true);
-  view.setUint16(4, topics.size, true);
+  view.setUint16(4, names.index.size, true);
   let off = HEADER;
-  for (const t of topics.keys()) {
-    const written = Buffer.from(buffer, off + TOPIC_HEADER).write(t);
+  for (const name of names.index.keys()) {
+    const written = Buffer.from(buffer, off + NAME_HEADER).write(name);
     view.setUint16(off, written, true);
-    off += TOPIC_HEADER + written;
+    off += NAME_HEADER + written;
   }
+  const index = names.index;
   for (const r of records) {
-    const headers = r.headers ?? [];
-    view.setUint16(off, topics.get(r.kafkaTopic)!, true);
-    view.setUint16(off + 2, headers.length, true);
+    const headers = r.headers;
+    view.setUint16(off, index.get(r.kafkaTopic)!, true);
+    view.setUint16(off + 2, headers?.length ?? 0, true);
     view.setUint32(off + 4, r.key === null ? NO_KEY : r.key.byteLength, true);
     view.setUint32(off + 8, r.value.byteLength, true);
     off += RECORD_HEADER;
@@ -83,15 +87,14 @@ export function packBatch(records: readonly PackedRecord[]): ArrayBuffer {
     }
     bytes.set(r.value, off);
     off += r.value.byteLength;
-    for (const h of headers) {
-      const name = Buffer.from(h.key);
-      view.setUint16(off, name.byteLength, true);
-      view.setUint32(off + 2, h.value.byteLength, true);
-      off += FIELD_HEADER;
-      bytes.set(name, off);
-      off += name.byteLength;
-      bytes.set(h.value, off);
-      off += h.value.byteLength;
+    if (headers !== undefined) {
+      for (const h of headers) {
+        view.setUint16(off, index.get(h.key)!, true);
+        view.setUint32(off + 2, h.value.byteLength, true);
+        off += FIELD_HEADER;
+        bytes.set(h.value, off);
+        off += h.value.byteLength;
+      }
     }
   }
   return buffer;
@@ -113,18 +116,21 @@ export function forEachRecord(
 ): number {
   const view = new DataView(buffer);
   const count = view.getUint32(0, true);
-  const topics: string[] = new Array<string>(view.getUint16(4, true));
+  const names: string[] = new Array<string>(view.getUint16(4, true));
   let off = HEADER;
-  for (let t = 0; t < topics.length; t++) {
+  for (let n = 0; n < names.length; n++) {
     const length = view.getUint16(off, true);
-    off += TOPIC_HEADER;
-    topics[t] = Buffer.from(buffer, off, length).toString();
+    off += NAME_HEADER;
+    names[n] = Buffer.from(buffer, off, length).toString();
     off += length;
   }
+  const nameAt = (i: number): string => {
+    const name = names[i];
+    if (name === undefined) throw new RangeError(`no name at index ${i} in the batch`);
+    return name;
+  };
   for (let i = 0; i < count; i++) {
-    const topicIndex = view.getUint16(off, true);
-    const topic = topics[topicIndex];
-    if (topic === undefined) throw new RangeError(`no kafka topic at index ${topicIndex}`);
+    const topic = nameAt(view.getUint16(off, true));
     const headerCount = view.getUint16(off + 2, true);
     const keyLength = view.getUint32(off + 4, true);
     const valueLength = view.getUint32(off + 8, true);
@@ -140,11 +146,9 @@ export function forEachRecord(
     if (headerCount > 0) {
       headers = [];
       for (let h = 0; h < headerCount; h++) {
-        const nameLength = view.getUint16(off, true);
+        const name = nameAt(view.getUint16(off, true));
         const valLength = view.getUint32(off + 2, true);
         off += FIELD_HEADER;
-        const name = Buffer.from(buffer, off, nameLength).toString();
-        off += nameLength;
         headers.push({ [name]: Buffer.from(buffer, off, valLength) });
         off += valLength;
       }
