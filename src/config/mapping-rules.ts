@@ -78,9 +78,9 @@ export function mappingTemplateProblems(mapping: unknown): MappingProblem[] {
   return compiled.ok ? [] : compiled.problems;
 }
 
-/** The header names a rule writes, before any user property arrives. */
-export function metadataHeaderNames(rule: HeaderRule): string[] {
-  return rule.include.map((f) => rule.prefix + f);
+/** The header name of correlation data that is not UTF-8, written as base64 under it. */
+export function correlationBase64Name(prefix: string): string {
+  return `${prefix}correlation_data_base64`;
 }
 
 /**
@@ -102,7 +102,12 @@ export function headerNamesProblem(headers: unknown): MappingProblem | undefined
     return undefined;
   const seen = new Map<string, string>();
   const entries: [string, string, string][] = [
-    ...include.map((f): [string, string, string] => ['include', String(f), prefix + String(f)]),
+    ...include.flatMap((f): [string, string, string][] => [
+      ['include', String(f), prefix + String(f)],
+      ...(f === 'correlation_data'
+        ? [['include', String(f), correlationBase64Name(prefix)] as [string, string, string]]
+        : []),
+    ]),
     ...users.map((u): [string, string, string] => [
       'user_properties',
       String(u),

@@ -231,7 +231,7 @@ const mappingSchema = z.strictObject({
             .array(z.enum(HEADER_FIELDS))
             .default([...HEADER_FIELDS])
             .describe(
-              `MQTT metadata written as Kafka headers, each named prefix + field. ${MQTT5_HEADER_FIELDS.join(', ')} are MQTT 5 properties: present only when the publisher set them (and the forwarder connects with MQTT 5). Values: the topic and strings as UTF-8, qos as 0/1/2, retain as true/false, payload_format_indicator as 0/1, message_expiry_interval as the seconds left when the broker delivered the message, correlation_data as the raw bytes.`,
+              `MQTT metadata written as Kafka headers, each named prefix + field. ${MQTT5_HEADER_FIELDS.join(', ')} are MQTT 5 properties: present only when the publisher set them (and the forwarder connects with MQTT 5). Values: the topic and strings as UTF-8, qos as 0/1/2, retain as true/false, payload_format_indicator as 0/1, message_expiry_interval as the seconds left when the broker delivered the message, correlation_data as its bytes when they are UTF-8, otherwise base64 under the name prefix + correlation_data_base64 (Kafka header values pass the binding as text).`,
             ),
           prefix: z
             .string()

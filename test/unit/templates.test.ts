@@ -117,6 +117,11 @@ test('header names must not collide', () => {
   );
   assert.throws(load({ user_properties: ['a', 'a'] }), /"a".*already gives/);
   assert.doesNotThrow(load({ user_properties: ['mqtt_topic'], user_property_prefix: 'user.' }));
+  assert.throws(
+    load({ user_properties: ['mqtt_correlation_data_base64'] }),
+    /which include entry "correlation_data" already gives/,
+    'the base64 name of binary correlation data is taken too',
+  );
 });
 
 test("config.yaml's commented template example loads as written", () => {

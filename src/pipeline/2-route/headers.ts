@@ -3,8 +3,10 @@
  * names are fixed at load; user properties pass only by the allow-list, so a publisher cannot
  * add a header that consumers trust (docs/SECURITY.md).
  */
+import { isUtf8 } from 'node:buffer';
 import type { IPublishPacket } from 'mqtt';
 import type { HeaderField, HeaderRule } from '../../config/mapping-rules';
+import { correlationBase64Name } from '../../config/mapping-rules';
 import type { RecordHeader } from '../4-kafka-produce/codec';
 
 const QOS = [Buffer.from('0'), Buffer.from('1'), Buffer.from('2')] as const;
@@ -19,9 +21,11 @@ type Properties = NonNullable<IPublishPacket['properties']>;
 export class HeaderWriter {
   private readonly fields: readonly (readonly [HeaderField, string])[];
   private readonly users: readonly (readonly [string, string])[];
+  private readonly correlationBase64: string;
 
   constructor(rule: HeaderRule) {
     this.fields = rule.include.map((f) => [f, rule.prefix + f] as const);
+    this.correlationBase64 = correlationBase64Name(rule.prefix);
     this.users = rule.user_properties.map((u) => [u, rule.user_property_prefix + u] as const);
   }
 
@@ -30,7 +34,12 @@ export class HeaderWriter {
     const props = packet.properties;
     for (const [field, key] of this.fields) {
       const value = fieldValue(field, packet, topicBytes, props);
-      if (value !== undefined) out.push({ key, value });
+      if (value === undefined) continue;
+      // Header values reach Kafka as UTF-8 text (codec.ts): bytes that are not UTF-8 go as
+      // base64, under a name of their own so a consumer never has to guess.
+      if (field === 'correlation_data' && !isUtf8(value))
+        out.push({ key: this.correlationBase64, value: Buffer.from(value.toString('base64')) });
+      else out.push({ key, value });
     }
     const user = props?.userProperties;
     if (user !== undefined) {

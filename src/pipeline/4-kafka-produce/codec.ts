@@ -8,8 +8,11 @@
  * Little-endian. `topic` and a header's `name` index the batch's own name table, so a record's
  * Kafka topic can be any name (rendered from the MQTT topic, added by a reload) while the worker
  * decodes each topic and header name once per batch, not once per record (per record, header
- * names cost more than the rest of the record). Keys, values and header values are raw bytes;
- * the worker hands librdkafka views into the buffer, and librdkafka copies them on produce().
+ * names cost more than the rest of the record). Keys and values are raw bytes: the worker hands
+ * librdkafka views into the buffer, and librdkafka copies them on produce(). Header values are
+ * UTF-8 text and reach the binding as strings: node-rdkafka converts every header value with
+ * String() (a Buffer would be decoded, and broken if not UTF-8, by a call back into JS per
+ * header), so binary data must be encoded before it becomes a header (2-route/headers.ts).
  */
 
 export interface RecordHeader {
@@ -101,7 +104,7 @@ export function packBatch(records: readonly PackedRecord[]): ArrayBuffer {
 }
 
 /** node-rdkafka's header shape: one single-key object per header. */
-export type KafkaHeaders = { [name: string]: Buffer }[];
+export type KafkaHeaders = { [name: string]: string }[];
 
 /** Calls `visit` once per record, with Buffer views into `buffer` (no copies). */
 export function forEachRecord(
@@ -115,6 +118,7 @@ export function forEachRecord(
   ) => void,
 ): number {
   const view = new DataView(buffer);
+  const whole = Buffer.from(buffer);
   const count = view.getUint32(0, true);
   const names: string[] = new Array<string>(view.getUint16(4, true));
   let off = HEADER;
@@ -149,7 +153,7 @@ export function forEachRecord(
         const name = nameAt(view.getUint16(off, true));
         const valLength = view.getUint32(off + 2, true);
         off += FIELD_HEADER;
-        headers.push({ [name]: Buffer.from(buffer, off, valLength) });
+        headers.push({ [name]: whole.toString('utf8', off, off + valLength) });
         off += valLength;
       }
     }
