@@ -69,6 +69,11 @@ test('routes a copy to the mappings of the subscription it was delivered for', (
   assert.deepEqual(r.mappingsFor(route, 99), [], 'unknown id: a stale subscription');
   // A stale id whose filter does not match this topic is not trusted.
   assert.deepEqual(r.mappingsFor(r.route('a/x'), 2), []);
+  // Not even when it names as many mappings as match the topic: a/x matches only a/# (mapping
+  // 0), and a copy carrying x/+'s id (left in the session by another config) must not reach
+  // mapping 1.
+  const s = new Router([mapping('a/#'), mapping('x/+'), mapping('y/+')], 1);
+  assert.deepEqual(s.mappingsFor(s.route('a/x'), 2), [], 'one stale mapping, one match');
 });
 
 test('a topic always maps to the same lane', () => {

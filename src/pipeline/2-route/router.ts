@@ -137,9 +137,10 @@ export class Router {
     if (typeof subscriptionIds === 'number') {
       const own = this.bySubscription[subscriptionIds];
       if (own === undefined) return [];
-      return own.length === route.mappings.length
-        ? own
-        : own.filter((m) => route.mappings.includes(m));
+      // Both lists are in config order: equal lists (the common case) need no new array. Equal
+      // lengths alone are not enough: a stale id of an earlier process's session may name as
+      // many mappings as match this topic, but others.
+      return sameList(own, route.mappings) ? own : own.filter((m) => route.mappings.includes(m));
     }
     const wanted = new Set<number>();
     for (const id of subscriptionIds) for (const m of this.bySubscription[id] ?? []) wanted.add(m);
@@ -172,6 +173,12 @@ export class Router {
     this.cache.set(topic, r);
     return r;
   }
+}
+
+function sameList(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function kafkaTarget(
