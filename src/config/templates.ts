@@ -33,11 +33,6 @@ const POSITION = /^[1-9][0-9]{0,3}$/u;
 /** `{topic}` is the whole topic; a level cannot be named so. */
 const WHOLE_TOPIC = 'topic';
 
-/** True when `filter` has a named level (`+{name}`); such a filter is subscribed without names. */
-export function hasNamedLevels(filter: string): boolean {
-  return filter.split('/').some((l) => NAMED_LEVEL.test(l));
-}
-
 /** The filter's captures, or the reason its names are wrong. Wildcard rules are checked elsewhere. */
 export function parseFilter(filter: string): FilterCaptures | { problem: string } {
   const levels = filter.split('/');
