@@ -137,6 +137,11 @@ export class ForwarderProcess {
     return fetch(`http://127.0.0.1:${String(line['port'])}${route}`);
   }
 
+  /** The body of GET /metrics (Prometheus text). */
+  async metrics(): Promise<string> {
+    return (await this.get('/metrics')).text();
+  }
+
   /** The body of GET /readyz (its `detail` fields plus `status`). */
   async readyz(): Promise<Record<string, unknown>> {
     return (await (await this.get('/readyz')).json()) as Record<string, unknown>;

@@ -22,10 +22,6 @@ const BIG = 'B'.repeat(5000);
 
 const pool = forwarderPool();
 
-async function scrape(fwd: ForwarderProcess): Promise<string> {
-  return (await fwd.get('/metrics')).text();
-}
-
 async function readyz(
   fwd: ForwarderProcess,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -68,7 +64,7 @@ describe('on_error policies against a broker that refuses large records', () => 
       const records = await readUntil(name, (r) => values(r).length >= 2);
       assert.deepEqual(values(records).sort(), ['small-0', 'small-2']);
       await until('skip counted and window empty', async () => {
-        const m = await scrape(fwd);
+        const m = await fwd.metrics();
         return (
           /^mkf_messages_skipped_total\{mapping="m"\} 1$/m.test(m) &&
           /^mkf_inflight_messages 0$/m.test(m)
@@ -108,7 +104,7 @@ describe('on_error policies against a broker that refuses large records', () => 
       assert.match(dead[0]!.headers, /error=ERR_MSG_SIZE_TOO_LARGE/);
       assert.equal(values(await readUntil(name, (r) => values(r).length >= 2)).length, 2);
       await until('dead-letter counted', async () =>
-        /^mkf_messages_dead_lettered_total\{mapping="m"\} 1$/m.test(await scrape(fwd)),
+        /^mkf_messages_dead_lettered_total\{mapping="m"\} 1$/m.test(await fwd.metrics()),
       );
     } finally {
       assert.equal((await fwd.stop()).code, 0);
@@ -137,7 +133,7 @@ describe('on_error policies against a broker that refuses large records', () => 
       restarted = start(name, { on_error: 'skip' }, clientId);
       await ready(restarted);
       await until('redelivered message skipped', async () =>
-        /^mkf_messages_skipped_total\{mapping="m"\} 1$/m.test(await scrape(restarted!)),
+        /^mkf_messages_skipped_total\{mapping="m"\} 1$/m.test(await restarted!.metrics()),
       );
       const got = values(await readUntil(name, (r) => values(r).length >= 2));
       assert.ok(got.includes('small-0') && got.includes('small-2'), got.join(','));

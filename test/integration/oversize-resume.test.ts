@@ -104,7 +104,7 @@ describe('on_error: stop, Kafka refuses a record as too large, then its limit is
     await until(
       'window empty and ready',
       async () => {
-        const m = await (await fwd.get('/metrics')).text();
+        const m = await fwd.metrics();
         return /^mkf_inflight_messages 0$/m.test(m) && (await fwd.get('/readyz')).status === 200;
       },
       { timeoutMs: 10_000 },

@@ -109,7 +109,7 @@ async function reload(fwd: ForwarderProcess, generation: number): Promise<LogLin
 }
 
 async function metric(fwd: ForwarderProcess, series: string): Promise<number> {
-  const text = await (await fwd.get('/metrics')).text();
+  const text = await fwd.metrics();
   const escaped = series.replace(/[{}]/gu, (c) => `\\${c}`);
   const m = new RegExp(`^${escaped} (\\S+)$`, 'mu').exec(text);
   assert.ok(m, `no series ${series} in /metrics`);

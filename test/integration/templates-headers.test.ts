@@ -14,10 +14,6 @@ import { connectClient, publishMany } from '../helpers/mqtt';
 
 const pool = forwarderPool();
 
-async function scrape(fwd: ForwarderProcess): Promise<string> {
-  return (await fwd.get('/metrics')).text();
-}
-
 /** kcat's `%h`: `name=value,...`; the test's values contain neither ',' nor '='. */
 function headerList(h: string): [string, string][] {
   if (h === '') return [];
@@ -163,7 +159,7 @@ describe('a rendered Kafka topic name that Kafka cannot take', () => {
         ['m0', 'm2'],
       );
       await until('skipped and acknowledged', async () => {
-        const m = await scrape(fwd);
+        const m = await fwd.metrics();
         return (
           /^mkf_messages_skipped_total\{mapping="m"\} 1$/m.test(m) &&
           /^mkf_inflight_messages 0$/m.test(m)
@@ -216,7 +212,7 @@ describe('a rendered Kafka topic name that Kafka cannot take', () => {
       restarted = start(name, { on_error: 'skip' }, clientId);
       await ready(restarted);
       await until('the redelivered message is skipped', async () =>
-        /^mkf_messages_skipped_total\{mapping="m"\} 1$/m.test(await scrape(restarted!)),
+        /^mkf_messages_skipped_total\{mapping="m"\} 1$/m.test(await restarted!.metrics()),
       );
       const ok = await readUntil(
         `${name}-ok`,
