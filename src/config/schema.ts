@@ -268,6 +268,29 @@ const mappingSchema = z.strictObject({
     .superRefine(checked(kafkaTopicProblem))
     .optional()
     .describe('Kafka topic for on_error: dead_letter. Required with it, not allowed without it.'),
+  share: z
+    .strictObject({
+      group: z
+        .string()
+        .min(1)
+        .regex(/^[^/+#]+$/u, "must not contain '/', '+' or '#'")
+        .optional()
+        .describe(
+          "Shared subscription group name (`$share/<group>/<filter>`). Every forwarder subscribing with the same group and filter splits the messages with the others, across processes and pods. Default: 'forwarder-' + the mapping name with every character outside [A-Za-z0-9_-] replaced by '_'.",
+        ),
+      processes: z
+        .int()
+        .min(1)
+        .max(64)
+        .optional()
+        .describe(
+          'How many of the ingest processes (top-level `processes`) subscribe it. Default: all of them.',
+        ),
+    })
+    .optional()
+    .describe(
+      "Subscribe this mapping as an MQTT shared subscription, so several ingest processes (and pods) split its messages: throughput for one hot filter. Per-topic order then holds only where the broker hands all messages of a topic to one member (docs/DEPLOY.md, 'Brokers'). Absent: the mapping is owned by exactly one process, which keeps per-topic order with any broker.",
+    ),
   wrap_as_json: z
     .boolean()
     .default(false)
@@ -359,6 +382,8 @@ export const CONFIG_RULES: readonly string[] = [
   '`forwarding[].kafka.topic` and `forwarding[].kafka.key` templates use only levels that every topic matching `forwarding[].mqtt.topic` has: `{n}` at most the number of levels before a `#`, `{name}` only a level the filter names `+{name}`.',
   '`forwarding[].kafka.headers`: no header name comes out twice (prefix + include entries, user_property_prefix + user_properties).',
   '`forwarding[].dead_letter_topic` is set exactly when `forwarding[].on_error` is `dead_letter`.',
+  '`forwarding[].share` is not combined with an `mqtt.topic` that is already a `$share/...` filter.',
+  '`forwarding[].share.processes` is at most `processes` (when that is a number).',
   '`kafka.config`: `enable.idempotence=true` requires `acks=all`.',
   `\`kafka.config\`: each of ${KAFKA_PROPERTY_ALIASES.map(([a, b]) => `\`${a}\`/\`${b}\``).join(', ')} name the same property; set at most one of each pair.`,
   '`kafka.config`: `delivery.report.only.error` must not be `true`, and `dr_cb`/`dr_msg_cb` must not be set: MQTT messages are acknowledged on Kafka delivery reports.',
@@ -438,6 +463,25 @@ function validateRules(cfg: unknown, report: Report): void {
           );
         }
       }
+      const share = isRecord(mapping) ? mapping['share'] : undefined;
+      if (isRecord(mapping) && isRecord(share)) {
+        const mq = mapping['mqtt'];
+        const topic = isRecord(mq) ? mq['topic'] : undefined;
+        if (typeof topic === 'string' && topic.startsWith('$share/')) {
+          report(
+            ['forwarding', i, 'share'],
+            'mqtt.topic is already a shared subscription ($share/...); drop share, or write the plain filter',
+          );
+        }
+        const k = share['processes'];
+        const n = cfg['processes'] ?? 1;
+        if (typeof k === 'number' && typeof n === 'number' && k > n) {
+          report(
+            ['forwarding', i, 'share', 'processes'],
+            `is ${k}, but only ${n} ingest process${n === 1 ? '' : 'es'} run (processes: ${n})`,
+          );
+        }
+      }
       for (const p of mappingTemplateProblems(mapping))
         report(['forwarding', i, ...p.path], p.message);
       const kafka = isRecord(mapping) ? mapping['kafka'] : undefined;
@@ -513,6 +557,12 @@ export const configSchema = z
       .describe('Topic mappings: each MQTT topic filter and the Kafka topic its messages go to.'),
     dispatch: dispatchSchema,
     http: httpSchema,
+    processes: z
+      .union([z.int().min(1).max(64), z.literal('auto')])
+      .default(1)
+      .describe(
+        "Ingest processes, each with its own MQTT connection, router and producer worker threads, under one supervisor process that serves the HTTP endpoints for all of them. 1: a single process, no supervisor. 'auto': the container's CPU limit (cgroup quota, else the CPUs this process may use) divided by 1 + dispatch.workers (one core per main thread and one per producer thread), at least 1. Each mapping without `share` is owned by one process (assigned round robin); mqtt.client_id becomes `<client_id>-<index>` per process when it is set.",
+      ),
     log_level: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info')

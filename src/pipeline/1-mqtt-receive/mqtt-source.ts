@@ -106,7 +106,7 @@ export class MqttSource {
   }
 
   start(): void {
-    const client = mqtt.connect(this.clientOptions());
+    const client = mqtt.connect(mqttClientOptions(this.cfg, this.log));
     this.client = client;
     this.gate = new AckGate(client, this.hooks);
     const target = `${this.cfg.host}:${this.cfg.port}`;
@@ -375,58 +375,6 @@ export class MqttSource {
     });
     this.log.info('mqtt disconnected');
   }
-
-  private clientOptions(): IClientOptions {
-    const c = this.cfg;
-    const clean = c.client_id === '';
-    const opts: IClientOptions = {
-      host: c.host,
-      port: c.port,
-      protocol: c.tls ? 'mqtts' : 'mqtt',
-      protocolVersion: c.protocol_version,
-      clientId: c.client_id,
-      clean,
-      keepalive: c.keepalive_s,
-      connectTimeout: c.connect_timeout_ms,
-      reconnectPeriod: c.reconnect_min_ms,
-      // Subscriptions are restored by us, only when the broker lost the session (see 'connect').
-      resubscribe: false,
-      // Without it mqtt.js gives up for good after a refused CONNACK (wrong password): the
-      // forwarder would never recover once the broker accepts it again. The 'error' handler
-      // stretches the delay of such retries to reconnect_max_ms.
-      reconnectOnConnackError: true,
-      queueQoSZero: false,
-      // mqtt.js calls its debug logger several times per packet; even disabled, that costs
-      // more per message than our routing. Its lines say nothing our own logs do not.
-      log: () => undefined,
-    };
-    if (c.protocol_version === 5) {
-      opts.properties = {
-        receiveMaximum: c.inflight_window,
-        sessionExpiryInterval: clean ? 0 : c.session_expiry_s,
-      };
-    }
-    if (c.credentials) {
-      opts.username = c.credentials.username;
-      opts.password = c.credentials.password;
-    }
-    if (c.tls) {
-      opts.ca = readFileSync(c.tls.ca_cert);
-      if (c.tls.client_cert && c.tls.client_key) {
-        opts.cert = readFileSync(c.tls.client_cert);
-        opts.key = readFileSync(c.tls.client_key);
-      }
-      opts.rejectUnauthorized = true;
-      if (!c.tls.verify_hostname) {
-        // Chain verification stays on; only the name check is skipped.
-        (opts as Record<string, unknown>)['checkServerIdentity'] = () => undefined;
-        this.log.warn(
-          'mqtt.tls.verify_hostname is false: the broker certificate is not checked against the host name',
-        );
-      }
-    }
-    return opts;
-  }
 }
 
 /**
@@ -513,4 +461,59 @@ function describeFailure(cause: Error & { code?: unknown }): Failure {
     return { permanent: false, kind: 'refused', text: `${cause.message} (CONNACK code ${code})` };
   }
   return { permanent: false, text: cause.message };
+}
+
+/**
+ * The mqtt.js options of a connection for `c`: the forwarder's own, and a session probe's (so
+ * a probe authenticates and negotiates exactly as the forwarder with that client id would).
+ */
+export function mqttClientOptions(c: Config['mqtt'], log: Logger): IClientOptions {
+  const clean = c.client_id === '';
+  const opts: IClientOptions = {
+    host: c.host,
+    port: c.port,
+    protocol: c.tls ? 'mqtts' : 'mqtt',
+    protocolVersion: c.protocol_version,
+    clientId: c.client_id,
+    clean,
+    keepalive: c.keepalive_s,
+    connectTimeout: c.connect_timeout_ms,
+    reconnectPeriod: c.reconnect_min_ms,
+    // Subscriptions are restored by us, only when the broker lost the session (see 'connect').
+    resubscribe: false,
+    // Without it mqtt.js gives up for good after a refused CONNACK (wrong password): the
+    // forwarder would never recover once the broker accepts it again. The 'error' handler
+    // stretches the delay of such retries to reconnect_max_ms.
+    reconnectOnConnackError: true,
+    queueQoSZero: false,
+    // mqtt.js calls its debug logger several times per packet; even disabled, that costs
+    // more per message than our routing. Its lines say nothing our own logs do not.
+    log: () => undefined,
+  };
+  if (c.protocol_version === 5) {
+    opts.properties = {
+      receiveMaximum: c.inflight_window,
+      sessionExpiryInterval: clean ? 0 : c.session_expiry_s,
+    };
+  }
+  if (c.credentials) {
+    opts.username = c.credentials.username;
+    opts.password = c.credentials.password;
+  }
+  if (c.tls) {
+    opts.ca = readFileSync(c.tls.ca_cert);
+    if (c.tls.client_cert && c.tls.client_key) {
+      opts.cert = readFileSync(c.tls.client_cert);
+      opts.key = readFileSync(c.tls.client_key);
+    }
+    opts.rejectUnauthorized = true;
+    if (!c.tls.verify_hostname) {
+      // Chain verification stays on; only the name check is skipped.
+      (opts as Record<string, unknown>)['checkServerIdentity'] = () => undefined;
+      log.warn(
+        'mqtt.tls.verify_hostname is false: the broker certificate is not checked against the host name',
+      );
+    }
+  }
+  return opts;
 }
