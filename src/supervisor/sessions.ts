@@ -20,6 +20,7 @@ import type { Config } from '../config/schema';
 import type { Logger } from '../observability/logger';
 import { mqttClientOptions } from '../pipeline/1-mqtt-receive/mqtt-source';
 import { interceptAcks } from '../seams/mqtt-client';
+import { MAX_PROCESSES } from './plan';
 
 export interface SessionProbeResult {
   readonly clientId: string;
@@ -27,8 +28,6 @@ export interface SessionProbeResult {
   readonly error?: string;
 }
 
-/** config/schema.ts caps `processes` at 64: indices at or above it were never used. */
-const MAX_PROCESSES = 64;
 const DEFAULT_CONCURRENCY = 8;
 /** MQTT 5 session expiry "never", the same value the config's default means. */
 const NEVER_EXPIRES = 4_294_967_295;

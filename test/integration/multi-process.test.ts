@@ -10,10 +10,12 @@
  * order per MQTT topic (the record key).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { uniqueName } from '../helpers/env';
+import { REPO_ROOT, uniqueName } from '../helpers/env';
 import { testConfig, writeConfig } from '../helpers/forwarder';
 import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
 import type { KafkaRecord } from '../helpers/kafka';
@@ -282,6 +284,61 @@ describe('processes: N (supervisor and ingest processes)', () => {
     const received = perProcess(await fwd.metrics(), 'mkf_mqtt_messages_received_total');
     assert.equal(received.get('0'), 200);
     assert.equal(received.get('1'), 200);
+    await pool.stop(fwd);
+  });
+
+  test('fewer processes than before: the orphaned session is reported at start, and its messages wait for it', async () => {
+    const base = uniqueName('mp-shrink');
+    sessions.push(`${base}-0`, `${base}-1`, `${base}-2`);
+    const l = layout(base, 3, false);
+    const config = (n: number): string =>
+      writeConfig(testConfig(l.forwarding, { processes: n, mqtt: { client_id: base } }));
+    await markTopic(base);
+    const three = config(3);
+    let fwd = pool.start(three);
+    await ready(fwd);
+    await pool.stop(fwd);
+    // Queued in session `<base>-2` (mapping m2's owner) while nothing runs.
+    const queued = 300;
+    await publishMany({
+      count: queued,
+      qos: 1,
+      topic: (i) => l.mqttTopic(i * 3 + 2),
+      payload: (i) => String(i),
+    });
+
+    const two = config(2);
+    fwd = pool.start(two);
+    await ready(fwd);
+    const line = await fwd.waitForLog(
+      (x) => x['code'] === 'ERR_ORPHAN_SESSION',
+      20_000,
+      'the orphan report',
+    );
+    assert.equal(line['clientId'], `${base}-2`);
+    assert.equal(line['level'], 50);
+    await fwd.waitForLog((x) => x.msg === 'orphaned-session check done');
+    assert.match(await fwd.metrics(), /^mkf_orphan_sessions 1$/mu);
+    await pool.stop(fwd);
+    // The same check on demand, e.g. before going back to a single process.
+    const check = spawnSync(
+      process.execPath,
+      [path.join(REPO_ROOT, 'bin', 'forwarder.js'), 'check-sessions', '-c', two],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    assert.equal(check.status, 1, check.stderr);
+    assert.match(check.stdout, new RegExp(`^${base}-2: session held by the broker$`, 'mu'));
+
+    // The check kept the session and its queue: the process count that owns it drains it.
+    fwd = pool.start(three);
+    await ready(fwd);
+    const records = await readUntil(base, (r) => idsOf(withoutMarker(r)).size >= queued, 30_000);
+    assert.equal(tally(records, queued).lost.length, 0);
+    await fwd.waitForLog((x) => x.msg === 'orphaned-session check done');
+    assert.match(await fwd.metrics(), /^mkf_orphan_sessions 0$/mu);
     await pool.stop(fwd);
   });
 
