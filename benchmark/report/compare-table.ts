@@ -243,7 +243,7 @@ export function formatCompare(c: CompareResult): string {
   out.push(...checks.map((x) => `  ${x}`));
   out.push(
     '',
-    "CPU = utime + stime of all the subject's threads (/proc) during the measured run; µs/msg per message that arrived.",
+    "CPU = utime + stime of all the subject's threads and its descendants' (/proc) during the measured run; µs/msg per message that arrived.",
   );
   return out.join('\n');
 }
