@@ -159,25 +159,28 @@ export class ProcTreeWatch {
 
   /** Finds the tree's processes now; returns those alive. */
   refresh(): ProcStat[] {
-    const alive: ProcStat[] = [];
+    const alive = new Map<string, ProcStat>();
     const add = (pid: number): void => {
       const st = readProcStat(pid);
       if (!st || st.state === 'Z') return;
       this.known.set(key(st), st);
+      alive.set(key(st), st);
     };
     add(this.root);
     for (const pid of descendantPids(this.root)) add(pid);
-    // Earlier members that left the tree (orphans) but still run.
+    // Earlier members that left the tree (orphans, re-parented when their parent died) but still
+    // run, with whatever they started since.
     for (const [k, st] of this.known) {
+      if (alive.has(k)) continue;
       const now = readProcStat(st.pid);
       if (now && now.startTicks === st.startTicks && now.state !== 'Z') {
+        alive.set(k, now);
         for (const d of descendantPids(st.pid)) add(d);
-        alive.push(now);
       } else {
         this.known.delete(k);
       }
     }
-    return alive;
+    return [...alive.values()];
   }
 
   /** The live members other than the root. */
