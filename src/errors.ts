@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   shutdownTimeout: 'ERR_SHUTDOWN_TIMEOUT',
   shutdownFailed: 'ERR_SHUTDOWN_FAILED',
   shutdownForced: 'ERR_SHUTDOWN_FORCED',
+  ingestProcessDied: 'ERR_INGEST_PROCESS_DIED',
 } as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];

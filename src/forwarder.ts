@@ -221,6 +221,10 @@ export class Forwarder {
     return { generation, added, removed, changed, restartRequired: diff.restartRequired };
   }
 
+  countRefused(): void {
+    this.metrics.configReloads.labels('refused').inc();
+  }
+
   get stats(): ForwarderStats {
     return { ...this.intake.stats, released: this.released };
   }
@@ -231,7 +235,7 @@ export class Forwarder {
         this.cfg.http.host,
         this.cfg.http.port,
         this.probes,
-        this.metrics,
+        this.metrics.registry,
         this.log,
       );
     }

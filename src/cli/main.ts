@@ -7,6 +7,10 @@ import { renderConfigJsonSchema } from '../config/docs';
 import { redactConfig } from '../config/kafka';
 import { ERROR_CODES, ForwarderError } from '../errors';
 import { Forwarder, STOP_BUDGET_MS } from '../forwarder';
+import type { StopOutcome } from '../forwarder';
+import { serveSupervisor } from '../supervisor/ipc';
+import { ingestConfig, ingestIdentity, processCount } from '../supervisor/plan';
+import { Supervisor } from '../supervisor/supervisor';
 import { hardExit } from './hard-exit';
 import { ConfigReloader, configErrorText } from './reload';
 import { createLogger } from '../observability/logger';
@@ -46,15 +50,32 @@ function readConfig(file: string, load: () => Config): Config {
 async function run(opts: { config?: string }): Promise<void> {
   const file = resolveConfigPath(opts.config);
   // SIGHUP runs exactly this load again: same path, same environment, same checks.
-  const load = (): Config => loadConfig(file, process.env, { checkFiles: true });
-  const cfg = readConfig(file, load);
+  const loadFile = (): Config => loadConfig(file, process.env, { checkFiles: true });
+  const fileCfg = readConfig(file, loadFile);
+  const ingest = ingestIdentity(process.env);
+  if (ingest === undefined) {
+    const count = processCount(fileCfg);
+    if (count > 1) {
+      await runSupervisor(file, fileCfg, count, loadFile);
+      return;
+    }
+  }
+  const { index, count } = ingest ?? { index: 0, count: 1 };
+  // Each process runs its own share of the mappings, computed from the file as the supervisor
+  // computes it; a reload re-plans the same way.
+  const load = (): Config => ingestConfig(loadFile(), count, index);
+  const cfg = ingestConfig(fileCfg, count, index);
   // librdkafka's connect, flush and metadata calls each hold a libuv pool thread shared by all
   // workers (default 4). It must be sized before the first asynchronous call creates the pool.
   process.env['UV_THREADPOOL_SIZE'] ??= String(Math.max(4, cfg.dispatch.workers * 2 + 2));
-  const log = createLogger(cfg.log_level, { name: 'forwarder' });
+  const log = createLogger(cfg.log_level, {
+    name: 'forwarder',
+    ...(ingest !== undefined && { process: index }),
+  });
   const forwarder = new Forwarder(cfg, log);
+  let report: (outcome: StopOutcome) => Promise<void> = () => Promise.resolve();
   let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
+  const onSignal = (signal: NodeJS.Signals | 'supervisor gone'): void => {
     if (++signals > 1) {
       log.warn({ signal }, 'already stopping; shutdown is bounded by shutdown_timeout_ms');
       return;
@@ -72,27 +93,37 @@ async function run(opts: { config?: string }): Promise<void> {
       log.flush();
       hardExit(EXIT_FORCED);
     }, deadline).unref();
-    forwarder.stop().then(
-      ({ drained, producers }) => {
-        if (!drained) log.warn('stopped before every message was confirmed');
+    forwarder
+      .stop()
+      .then(async (outcome) => {
+        if (!outcome.drained) log.warn('stopped before every message was confirmed');
         log.flush();
-        // A pending connect attempt holds no record of ours, and its thread must not be ended
-        // under it (process.exit would): leave without teardown.
-        if (producers === 'abandoned') hardExit(0);
-        process.exitCode = 0;
-        // Everything is closed; nothing should keep the loop alive, but never hang on exit.
-        setTimeout(() => hardExit(0), 1_000).unref();
-      },
-      (err: unknown) => {
-        log.fatal({ code: ERROR_CODES.shutdownFailed, err }, 'shutdown failed');
-        log.flush();
-        // Where it failed is unknown, so a producer call may be pending: no teardown.
-        hardExit(1);
-      },
-    );
+        // The supervisor's exit code says whether every process drained; it learns it here.
+        await Promise.race([report(outcome), new Promise((r) => setTimeout(r, 500).unref())]);
+        return outcome;
+      })
+      .then(
+        ({ producers }) => {
+          // A pending connect attempt holds no record of ours, and its thread must not be ended
+          // under it (process.exit would): leave without teardown.
+          if (producers === 'abandoned') hardExit(0);
+          process.exitCode = 0;
+          // Everything is closed; nothing should keep the loop alive, but never hang on exit.
+          setTimeout(() => hardExit(0), 1_000).unref();
+        },
+        (err: unknown) => {
+          log.fatal({ code: ERROR_CODES.shutdownFailed, err }, 'shutdown failed');
+          log.flush();
+          // Where it failed is unknown, so a producer call may be pending: no teardown.
+          hardExit(1);
+        },
+      );
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // An ingest process never outlives its supervisor: killed, it leaves the channel closed.
+  if (ingest !== undefined)
+    report = serveSupervisor(forwarder, index, () => onSignal('supervisor gone'));
   const reloader = new ConfigReloader(file, load, forwarder, log);
   process.on('SIGHUP', () => {
     if (signals > 0) {
@@ -109,6 +140,59 @@ async function run(opts: { config?: string }): Promise<void> {
     log.fatal(
       { code: ERROR_CODES.startFailed, err },
       `forwarder failed to start: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    log.flush();
+    process.exit(1);
+  }
+}
+
+/** `processes` > 1: this process only supervises; see supervisor/supervisor.ts. */
+async function runSupervisor(
+  file: string,
+  cfg: Config,
+  count: number,
+  load: () => Config,
+): Promise<void> {
+  const log = createLogger(cfg.log_level, { name: 'supervisor' });
+  const supervisor = new Supervisor(
+    cfg,
+    // Past the ingest processes' own hard deadline: they exit by themselves first.
+    { configFile: file, count, stopDeadlineMs: cfg.shutdown_timeout_ms + STOP_GRACE_MS + 1_000 },
+    log,
+  );
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      log.warn({ signal }, 'already stopping; shutdown is bounded by shutdown_timeout_ms');
+      return;
+    }
+    log.info({ signal }, 'signal received');
+    supervisor.stop(signal).then(
+      (code) => {
+        log.flush();
+        process.exit(code);
+      },
+      (err: unknown) => {
+        log.fatal({ code: ERROR_CODES.shutdownFailed, err }, 'shutdown failed');
+        log.flush();
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const reloader = new ConfigReloader(file, load, supervisor, log);
+  process.on('SIGHUP', () => {
+    if (signals > 0) return;
+    log.info({ signal: 'SIGHUP', file }, 'reloading config');
+    void reloader.request();
+  });
+  try {
+    await supervisor.start();
+  } catch (err) {
+    log.fatal(
+      { code: ERROR_CODES.startFailed, err },
+      `supervisor failed to start: ${err instanceof Error ? err.message : String(err)}`,
     );
     log.flush();
     process.exit(1);

@@ -4,7 +4,6 @@
  */
 import type { Config } from '../config/schema';
 import { ERROR_CODES, ForwarderError } from '../errors';
-import type { Forwarder } from '../forwarder';
 import type { Logger } from '../observability/logger';
 
 /** What the CLI prints for a config it cannot use; a refused reload logs the same text. */
@@ -39,6 +38,15 @@ export function serialized(run: () => void | Promise<void>): () => Promise<void>
   };
 }
 
+/** What a reload is applied to: the forwarder of a single process, or the supervisor. */
+export interface Reloadable {
+  readonly generation: number;
+  /** Applies a loaded, valid config; throws (leaving the running one whole) if it cannot. */
+  reload(next: Config): unknown;
+  /** Counts a refused reload (mkf_config_reloads_total{result="refused"}). */
+  countRefused(): void;
+}
+
 export class ConfigReloader {
   /** Reloads one at a time; see serialized(). */
   readonly request: () => Promise<void>;
@@ -46,7 +54,7 @@ export class ConfigReloader {
   constructor(
     private readonly file: string,
     private readonly load: () => Config,
-    private readonly forwarder: Forwarder,
+    private readonly target: Reloadable,
     private readonly log: Logger,
   ) {
     this.request = serialized(() => this.reloadOnce());
@@ -61,7 +69,7 @@ export class ConfigReloader {
       return;
     }
     try {
-      this.forwarder.reload(next);
+      this.target.reload(next);
     } catch (err) {
       // Forwarder.reload builds the new generation before it swaps anything in, so a failure
       // leaves the running one whole.
@@ -70,8 +78,8 @@ export class ConfigReloader {
   }
 
   private refused(err: unknown): void {
-    const generation = this.forwarder.generation;
-    this.forwarder.metrics.configReloads.labels('refused').inc();
+    const generation = this.target.generation;
+    this.target.countRefused();
     if (err instanceof ForwarderError) {
       const text = configErrorText(this.file, err);
       this.log.error(

@@ -2,7 +2,6 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ERROR_CODES } from '../errors';
 import type { Logger } from './logger';
-import type { Metrics } from './metrics';
 
 export interface Probe {
   /** Alive and the event loop not stuck. */
@@ -15,11 +14,17 @@ export interface Probe {
  * /healthz, /readyz and /metrics. Kubernetes probes and Prometheus are its only clients: it
  * answers GET only, never reads a body, and exposes nothing from the config.
  */
+/** What /metrics serves: a prom-client registry, or the supervisor's aggregate of several. */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
 export async function startHttpServer(
   host: string,
   port: number,
   probe: Probe,
-  metrics: Metrics,
+  metrics: MetricsSource,
   log: Logger,
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {
@@ -45,8 +50,8 @@ export async function startHttpServer(
         return;
       }
       case '/metrics':
-        metrics.registry.metrics().then(
-          (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        metrics.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
           (err: unknown) => {
             log.error({ code: ERROR_CODES.metrics, err }, 'metrics collection failed');
             res.writeHead(500).end();
