@@ -31,7 +31,7 @@ import { Command } from 'commander';
 import { uniqueName } from '../test/helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../test/helpers/forwarder';
 import { readUntil } from '../test/helpers/kafka';
-import { ready } from '../test/helpers/kit';
+import { ready, until } from '../test/helpers/kit';
 import { dropSession, publishMany } from '../test/helpers/mqtt';
 import { TreeGuard } from '../test/helpers/proc-tree';
 import { closedPort, freezeKafka, thawKafka, waitKafkaWritable } from '../test/helpers/stack';
@@ -243,6 +243,21 @@ async function stop(fwd: ForwarderProcess, guard: TreeGuard, cycle: Cycle): Prom
 }
 
 /**
+ * Messages in flight from a /readyz body: a single process's `inflight`, or with a supervisor
+ * the sum over its `processes[].detail.inflight`.
+ */
+function inflightOf(body: Record<string, unknown>): number {
+  if (typeof body['inflight'] === 'number') return body['inflight'];
+  const procs = Array.isArray(body['processes']) ? (body['processes'] as unknown[]) : [];
+  let n = 0;
+  for (const p of procs) {
+    const d = (p as { detail?: { inflight?: unknown } }).detail;
+    n += typeof d?.inflight === 'number' ? d.inflight : 0;
+  }
+  return n;
+}
+
+/**
  * Messages in flight at SIGTERM per ingest process, from the `forwarder stopping` lines (one per
  * process that had started; the supervisor's own, without the count, is skipped).
  */
@@ -313,6 +328,13 @@ async function cycleBody(
   try {
     if (state === 'unreachable') {
       await fwd.waitForLog((l) => l.msg === 'forwarder starting', START_TIMEOUT_MS, 'start');
+      // Every ingest process past its start (its signal handlers installed), as a single one is
+      // here: a SIGTERM while one still boots ends it by the signal, a different state.
+      await until(
+        `${PROCESSES} ingest processes started`,
+        () => fwd.lines.filter((l) => l.msg === 'forwarder starting').length >= PROCESSES,
+        { timeoutMs: START_TIMEOUT_MS, intervalMs: 20 },
+      );
       // Spread over connect attempts (1 s each) and the backoff sleeps between them.
       await sleep(50 + ((index * 211) % 2_500));
       cycle.premise = !fwd.lines.some((l) => l.msg === 'kafka producer connected');
@@ -337,7 +359,7 @@ async function cycleBody(
       // into the frozen pipeline, so that batches wait for Kafka when the signal comes.
       const more = publishBurst(s, base, `${index}t:`);
       const until = Date.now() + 5_000;
-      while (Date.now() < until && Number((await fwd.readyz())['inflight'] ?? 0) === 0) {
+      while (Date.now() < until && inflightOf(await fwd.readyz()) === 0) {
         await sleep(5);
       }
       await stop(fwd, guard, cycle);
