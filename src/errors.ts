@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   shutdownFailed: 'ERR_SHUTDOWN_FAILED',
   shutdownForced: 'ERR_SHUTDOWN_FORCED',
   ingestProcessDied: 'ERR_INGEST_PROCESS_DIED',
+  orphanSession: 'ERR_ORPHAN_SESSION',
 } as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];

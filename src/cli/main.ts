@@ -9,7 +9,8 @@ import { ERROR_CODES, ForwarderError } from '../errors';
 import { Forwarder, STOP_BUDGET_MS } from '../forwarder';
 import type { StopOutcome } from '../forwarder';
 import { serveSupervisor } from '../supervisor/ipc';
-import { ingestConfig, ingestIdentity, processCount } from '../supervisor/plan';
+import { assignMappings, ingestConfig, ingestIdentity, processCount } from '../supervisor/plan';
+import { orphanCandidates, probeSessions } from '../supervisor/sessions';
 import { Supervisor } from '../supervisor/supervisor';
 import { hardExit } from './hard-exit';
 import { ConfigReloader, configErrorText } from './reload';
@@ -234,6 +235,38 @@ export function main(argv: readonly string[]): void {
       }
       const n = cfg.forwarding.length;
       process.stdout.write(`${file}: ok (${n} mapping${n === 1 ? '' : 's'})\n`);
+    });
+  program
+    .command('check-sessions')
+    .description(
+      'connect with each client id an earlier process count may have left a persistent session under (<client_id>-<i>, or the bare id) and list those the broker still holds; exit 1 when it holds any',
+    )
+    .option('-c, --config <file>', 'config file (default: $CONFIG_FILE, else ./config.yaml)')
+    .action(async (opts: { config?: string }) => {
+      const file = resolveConfigPath(opts.config ?? program.opts<{ config?: string }>().config);
+      const cfg = readConfig(file, () => loadConfig(file, process.env, { checkFiles: true }));
+      const count = processCount(cfg);
+      // A single process connects with the bare id: no `<client_id>-<i>` is in use then.
+      const inUse = new Set(
+        count === 1
+          ? []
+          : assignMappings(cfg.forwarding, count).flatMap((owned, i) =>
+              owned.length > 0 ? [i] : [],
+            ),
+      );
+      const candidates = orphanCandidates(cfg.mqtt.client_id, count, inUse);
+      const log = createLogger('warn', { name: 'check-sessions' });
+      const results = await probeSessions(cfg.mqtt, candidates, log);
+      const found = results.filter((r) => r.present);
+      for (const r of results) {
+        if (r.present) process.stdout.write(`${r.clientId}: session held by the broker\n`);
+        else if (r.error !== undefined)
+          process.stdout.write(`${r.clientId}: not checked (${r.error})\n`);
+      }
+      process.stdout.write(
+        `${candidates.length} client ids checked, ${found.length} orphaned session${found.length === 1 ? '' : 's'} (processes: ${count})\n`,
+      );
+      process.exitCode = found.length > 0 ? 1 : 0;
     });
   program
     .command('schema')

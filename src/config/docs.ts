@@ -207,6 +207,7 @@ forwarding:
 function renderMarkdownUnformatted(): string {
   const shape = configSchema.shape;
   const topLevel = z.object({
+    processes: shape.processes,
     log_level: shape.log_level,
     shutdown_timeout_ms: shape.shutdown_timeout_ms,
   });

@@ -16,6 +16,7 @@ import type { Probe } from '../observability/http';
 import type { Logger } from '../observability/logger';
 import type { FromIngest, ProbeReply, ProbeRequest } from './ipc';
 import { INGEST_ENV, assignMappings, ingestClientId } from './plan';
+import { orphanCandidates, probeSessions } from './sessions';
 
 /** Supervisor exit codes beyond the single process's (0 clean, 1 failure, 2 config, 3 forced). */
 export const EXIT_NOT_DRAINED = 4;
@@ -61,6 +62,7 @@ export class Supervisor implements Probe {
   private readonly ingests: Ingest[] = [];
   private readonly registry = new Registry();
   private readonly processes: Gauge;
+  private readonly orphans: Gauge;
   private readonly up: Gauge;
   private readonly restartsTotal: Counter;
   private readonly reloadsRefused: Counter;
@@ -80,6 +82,11 @@ export class Supervisor implements Probe {
     this.processes = new Gauge({
       name: 'mkf_ingest_processes',
       help: 'Ingest processes this supervisor runs (processes that own no mapping are not started).',
+      registers: [this.registry],
+    });
+    this.orphans = new Gauge({
+      name: 'mkf_orphan_sessions',
+      help: 'Persistent MQTT sessions the broker holds for client ids no ingest process of this config uses (checked at start): their queued messages are not forwarded.',
       registers: [this.registry],
     });
     this.up = new Gauge({
@@ -139,6 +146,42 @@ export class Supervisor implements Probe {
     this.processes.set(planned.length);
     this.probeTimer = setInterval(() => this.probeAll(), PROBE_EVERY_MS);
     this.probeTimer.unref();
+    void this.checkSessions();
+  }
+
+  /**
+   * Sessions left by an earlier process count (`<client_id>-<i>` beyond this one's, or the bare
+   * id of a single process): their queued messages reach Kafka only when a forwarder connects
+   * with that id again, so each is an error in the log and counted in mkf_orphan_sessions.
+   */
+  private async checkSessions(): Promise<void> {
+    const id = this.cfg.mqtt.client_id;
+    if (id === '') return;
+    const candidates = orphanCandidates(id, this.opts.count, this.runningIndices);
+    const results = await probeSessions(this.cfg.mqtt, candidates, this.log);
+    const found = results.filter((r) => r.present);
+    this.orphans.set(found.length);
+    for (const r of found) {
+      this.log.error(
+        { code: ERROR_CODES.orphanSession, clientId: r.clientId, processes: this.opts.count },
+        `the MQTT broker holds a persistent session for client id ${r.clientId}, which no ingest process of this config uses: messages queued there are not forwarded until a forwarder connects with that id. Run once with a process count that includes it to drain it (docs/DEPLOY.md, "Several processes"), or remove it on the broker if it holds nothing you need`,
+      );
+    }
+    const failed = results.filter((r) => r.error !== undefined);
+    if (failed.length > 0) {
+      this.log.warn(
+        {
+          code: ERROR_CODES.orphanSession,
+          unchecked: failed.map((r) => r.clientId),
+          error: failed[0]!.error,
+        },
+        `could not check ${failed.length} client id(s) for orphaned sessions`,
+      );
+    }
+    this.log.info(
+      { checked: candidates.length, orphans: found.length },
+      'orphaned-session check done',
+    );
   }
 
   private add(index: number): void {

@@ -117,9 +117,17 @@ export const TOPIC_MARKER = '__created__';
  * garbage collector reclaims a disconnected client. Callers ignore the TOPIC_MARKER record.
  */
 export async function createTopic(topic: string, config: Record<string, string>): Promise<void> {
+  await markTopic(topic);
+  await alterTopicConfig(topic, config);
+}
+
+/**
+ * Auto-creates a topic by producing TOPIC_MARKER to it, so a test's stream is not held by the
+ * first produce's wait for a topic Kafka is still creating (seconds).
+ */
+export async function markTopic(topic: string): Promise<void> {
   const args = ['-b', KAFKA_BROKERS, '-P', '-t', topic];
   await runCommand('kcat', args, `kcat ${args.join(' ')}`, Buffer.from(TOPIC_MARKER));
-  await alterTopicConfig(topic, config);
 }
 
 /** Records with their headers as kcat prints them (`name=value,...`); values are text. */

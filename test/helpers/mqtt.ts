@@ -91,3 +91,69 @@ export async function dropSession(clientId: string): Promise<void> {
     // best effort: a leftover session only costs broker memory
   }
 }
+
+/** A numbered QoS 1 stream, paced so that it lasts a while; `handed` = ids given to mqtt.js. */
+export interface Stream {
+  handed(): number;
+  readonly done: Promise<void>;
+}
+
+/**
+ * Publishes ids 0..count-1 at about `rate` per second (at most 200 unacknowledged by the broker).
+ * The pacing only stretches the stream so that reloads fall inside it; no result depends on it.
+ */
+export function stream(opts: {
+  count: number;
+  rate: number;
+  topic: (i: number) => string;
+  timeoutMs?: number;
+}): Stream {
+  let next = 0;
+  const done = (async () => {
+    const client = await connectClient({ protocolVersion: 5 });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timeoutMs = opts.timeoutMs ?? 120_000;
+        const timer = setTimeout(
+          () => reject(new Error(`stream: ${next} of ${opts.count} sent after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        const t0 = performance.now();
+        let inflight = 0;
+        let acked = 0;
+        let waiting = false;
+        const pump = (): void => {
+          const due = Math.min(
+            opts.count,
+            Math.floor(((performance.now() - t0) * opts.rate) / 1000) + 1,
+          );
+          while (next < due && inflight < 200) {
+            const i = next++;
+            inflight++;
+            client.publish(opts.topic(i), String(i), { qos: 1 }, (err) => {
+              inflight--;
+              if (err) {
+                clearTimeout(timer);
+                reject(err);
+              } else if (++acked === opts.count) {
+                clearTimeout(timer);
+                resolve();
+              }
+            });
+          }
+          if (next < opts.count && !waiting) {
+            waiting = true;
+            setTimeout(() => {
+              waiting = false;
+              pump();
+            }, 5);
+          }
+        };
+        pump();
+      });
+    } finally {
+      await client.endAsync();
+    }
+  })();
+  return { handed: () => next, done };
+}
