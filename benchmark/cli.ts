@@ -1,8 +1,9 @@
 /**
  * `benchmark`: publishes N messages to MQTT and reads the mapped Kafka topic with kcat, then
  * reports loss, duplicates, order, throughput, latency and (with --forwarder-pid) the
- * forwarder's RSS and CPU. Run against a forwarder that maps `<mqtt-topic>/#` to
- * `<kafka-topic>`:
+ * forwarder's RSS and CPU: of that pid and all its descendants (a forwarder with `processes: N`
+ * is a supervisor with N ingest processes under it). Run against a forwarder that maps
+ * `<mqtt-topic>/#` (or, with N processes, each `<mqtt-topic>/<t>`) to `<kafka-topic>`:
  *
  *   node build/benchmark/cli.js --messages 100000 --qos 1 [-w] [--msg-rate 20000]
  */
@@ -10,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { KafkaSink } from './measure/kafka-consumer';
-import { hostPort, int, protocolOf, publisherOption } from './options';
+import { hostPort, int, processesOption, protocolOf, publisherOption } from './options';
 import { formatReport } from './report/format';
 import { runBenchmark } from './run';
 import type { ProtocolVersion, PublisherClient, QoS } from './types';
@@ -32,6 +33,7 @@ interface CliOptions {
   kafkaTopic: string;
   createTopic: boolean;
   forwarderPid?: number;
+  processes: number;
   warmup: number;
   idleTimeout: number;
   timeout: number;
@@ -67,7 +69,16 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('--kafka-topic <name>', 'Kafka topic the forwarder maps <prefix>/# to', 'benchmark')
     .option('--no-create-topic', 'do not create the Kafka topic (with one marker record) first')
     .option('--warmup <n>', 'publish n uncounted messages first and wait for them', int(0), 0)
-    .option('--forwarder-pid <pid>', "sample this process's RSS and CPU from /proc", int(1))
+    .option(
+      '--forwarder-pid <pid>',
+      'sample the RSS and CPU of this process and its descendants from /proc',
+      int(1),
+    )
+    .addOption(
+      processesOption(
+        "the forwarder's top-level `processes` (its config, not set here): wait until --forwarder-pid has that many ingest processes",
+      ),
+    )
     .option('--idle-timeout <s>', 'end the drain after this long without a new arrival', int(1), 10)
     .option('--timeout <s>', 'end the whole run after this long', int(1), 900)
     .option('--plot <file>', 'SVG plot of throughput and latency over time (default: under --out)')
@@ -96,6 +107,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       mqttPort: mqtt.port,
       topicPrefix: o.mqttTopic,
       ...(o.forwarderPid === undefined ? {} : { forwarderPid: o.forwarderPid }),
+      ...(o.processes > 1 ? { processes: o.processes } : {}),
       warmup: o.warmup,
       idleTimeoutMs: o.idleTimeout * 1000,
       timeoutMs: o.timeout * 1000,

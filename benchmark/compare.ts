@@ -21,12 +21,19 @@ import { stringify } from 'yaml';
 import { mqttCeiling } from './ceilings/mqtt-ceiling';
 import { KafkaSink } from './measure/kafka-consumer';
 import { ProcSampler } from './measure/proc-sampler';
-import { int, intList, protocolOf, publisherOption } from './options';
+import {
+  int,
+  intList,
+  processLayoutOption,
+  processesOption,
+  protocolOf,
+  publisherOption,
+} from './options';
 import { describeCappedBroker, describeProbe, formatCompare } from './report/compare-table';
 import { formatReport } from './report/format';
 import { runBenchmark } from './run';
 import { CappedBroker } from './system/capped-broker';
-import { REPO_ROOT, ForwarderUnderTest } from './system/forwarder-process';
+import { REPO_ROOT, ForwarderUnderTest, loadMappings } from './system/forwarder-process';
 import { ReferenceUnderTest, referenceBinaryProblem } from './system/reference-process';
 import {
   KAFKA_BENCH_PROPS,
@@ -44,6 +51,7 @@ import type {
   CompareResult,
   CompareRun,
   ProcSummary,
+  ProcessLayout,
   ProtocolVersion,
   PublisherClient,
   RunOptions,
@@ -67,6 +75,8 @@ interface Opts {
   topics: number;
   window: number;
   publisher: PublisherClient;
+  processes: number;
+  processLayout: ProcessLayout;
   warmup: number;
   ceilings: boolean;
   ceilingSubscriber: SubscriberClient;
@@ -140,12 +150,21 @@ export function planCases(
   return cases.filter((c) => o.only!.includes(c.name));
 }
 
+/** This forwarder's `processes` in a run's config, and how the load's mapping is laid out. */
+export interface SubjectProcesses {
+  readonly processes: number;
+  readonly layout: ProcessLayout;
+  /** The load's MQTT topics (`<mqttTopic>/0..topics-1`). */
+  readonly topics: number;
+}
+
 /**
  * The one config file of a run, read by both subjects. Its keys are the reference's format
- * (README "Configuration", src/config.rs); this forwarder reads that format unchanged. Two keys
+ * (README "Configuration", src/config.rs); this forwarder reads that format unchanged. Some keys
  * are this forwarder's only, and the reference ignores unknown keys: `mqtt.protocol_version`
- * (the reference speaks MQTT 3.1.1 only) and `http` (its HTTP API on loopback and any free port;
- * the reference's is fixed at 0.0.0.0:8080).
+ * (the reference speaks MQTT 3.1.1 only), `http` (its HTTP API on loopback and any free port;
+ * the reference's is fixed at 0.0.0.0:8080) and, with `procs.processes` > 1, `processes` and a
+ * mapping's `share`. With the split layout both subjects get one mapping per topic.
  */
 export function subjectConfig(
   mqttPort: number,
@@ -153,7 +172,21 @@ export function subjectConfig(
   protocol: ProtocolVersion,
   mqttTopic: string,
   kafkaTopic: string,
+  procs: SubjectProcesses = { processes: 1, layout: 'split', topics: 1 },
 ): Record<string, unknown> {
+  const layout = loadMappings({
+    mapping: {
+      name: 'compare',
+      mqtt: { topic: `${mqttTopic}/#` },
+      kafka: { topic: kafkaTopic },
+      wrap_as_json: false,
+    },
+    prefix: mqttTopic,
+    topics: procs.topics,
+    processes: procs.processes,
+    layout: procs.layout,
+    workers: 1,
+  });
   return {
     mqtt: {
       host: '127.0.0.1',
@@ -163,14 +196,8 @@ export function subjectConfig(
       protocol_version: protocol === 5 ? 5 : '3.1.1',
     },
     kafka: { bootstrap_server: '127.0.0.1', port: kafkaPort },
-    forwarding: [
-      {
-        name: 'compare',
-        mqtt: { topic: `${mqttTopic}/#` },
-        kafka: { topic: kafkaTopic },
-        wrap_as_json: false,
-      },
-    ],
+    ...layout.top,
+    forwarding: layout.forwarding,
     http: { host: '127.0.0.1', port: 0 },
   };
 }
@@ -243,6 +270,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('-t, --topics <n>', 'MQTT topics the load is spread over', int(1, 65535), 8)
     .option('--window <n>', 'publisher window (publishes in flight)', int(1, 65535), 1000)
     .addOption(publisherOption())
+    .addOption(processesOption("this forwarder's top-level `processes` (the reference ignores it)"))
+    .addOption(processLayoutOption())
     .option('--warmup <n>', 'uncounted messages through each subject first', int(0), 2000)
     .option('--no-ceilings', 'skip the MQTT-only ceiling of the capped cases')
     .addOption(
@@ -267,6 +296,26 @@ export async function main(argv: readonly string[]): Promise<void> {
     .parse(argv as string[]);
   const o = program.opts<Opts>();
   const cases = planCases(o);
+  const procs: SubjectProcesses = {
+    processes: o.processes,
+    layout: o.processLayout,
+    topics: o.topics,
+  };
+  // What the forwarder waits for at its start; also refuses a layout that cannot work, now.
+  const readiness = ((): ReturnType<typeof loadMappings> => {
+    try {
+      return loadMappings({
+        mapping: { name: 'check', mqtt: {} },
+        prefix: 'check',
+        topics: o.topics,
+        processes: o.processes,
+        layout: o.processLayout,
+        workers: 1,
+      });
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  })();
   if (o.subjects.includes('reference')) {
     const problem = referenceBinaryProblem(o.referenceBin);
     if (problem) throw new UsageError(problem);
@@ -330,8 +379,8 @@ export async function main(argv: readonly string[]): Promise<void> {
         ? ForwarderUnderTest.start({
             configFile,
             dir,
-            filters: 1,
-            producers: 1,
+            filters: readiness.filters,
+            producers: readiness.producers,
             readyTimeoutMs: START_TIMEOUT_MS,
           })
         : ReferenceUnderTest.start({
@@ -358,7 +407,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       writeFileSync(
         configFile,
         `# Written by benchmark/compare.ts: read unchanged by this forwarder and by the reference.\n` +
-          stringify(subjectConfig(mqttPort, o.kafkaPort, protocol, mqttTopic, kafkaTopic)),
+          stringify(subjectConfig(mqttPort, o.kafkaPort, protocol, mqttTopic, kafkaTopic, procs)),
       );
       const run: { -readonly [K in keyof CompareRun]: CompareRun[K] } = {
         case: cs.name,
@@ -396,6 +445,7 @@ export async function main(argv: readonly string[]): Promise<void> {
             mqttPort,
             topicPrefix: mqttTopic,
             forwarderPid: subject.pid,
+            ...(name === 'forwarder' && o.processes > 1 ? { processes: o.processes } : {}),
             watchPids: {
               ...brokerPids(o.stackDir),
               ...(capped
@@ -522,6 +572,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         window: o.window,
         publisher: o.publisher,
         warmup: o.warmup,
+        ...(o.processes > 1 ? { processes: o.processes, processLayout: o.processLayout } : {}),
         repeat: o.repeat,
         subjects: o.subjects,
         ceilingSubscriber: o.ceilingSubscriber,

@@ -3,7 +3,7 @@
  * run-matrix.ts), so that an option spelled the same way means the same in all three.
  */
 import { InvalidArgumentError, Option } from 'commander';
-import { PUBLISHER_CLIENTS } from './types';
+import { PROCESS_LAYOUTS, PUBLISHER_CLIENTS } from './types';
 import type { ProtocolVersion } from './types';
 
 /** One integer in [min, max]; `_` may group digits (1_000_000). */
@@ -52,4 +52,22 @@ export function publisherOption(): Option {
   return new Option('--publisher <client>', 'MQTT client of the load generator')
     .choices(PUBLISHER_CLIENTS)
     .default('raw');
+}
+
+/**
+ * `--processes`: the forwarder's top-level `processes` (ingest processes under a supervisor);
+ * its CPU and RSS are then those of the whole process tree.
+ */
+export function processesOption(what = "the forwarder config's top-level `processes`"): Option {
+  return new Option('--processes <n>', what).argParser(int(1, 64)).default(1);
+}
+
+/** `--process-layout`: how the load's mapping is spread over the processes (types.ts). */
+export function processLayoutOption(): Option {
+  return new Option(
+    '--process-layout <layout>',
+    'with --processes > 1: split (one mapping per MQTT topic, round robin) or share ($share/ subscription in every process)',
+  )
+    .choices(PROCESS_LAYOUTS)
+    .default('split');
 }

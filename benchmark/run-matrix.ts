@@ -19,12 +19,12 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { KafkaSink } from './measure/kafka-consumer';
-import { int, intList, publisherOption } from './options';
+import { int, intList, processLayoutOption, processesOption, publisherOption } from './options';
 import { writeBenchmarksDoc } from './report/docs-writer';
 import { formatReport } from './report/format';
 import { mqttCeilingPlotName } from './report/plot';
 import { runBenchmark } from './run';
-import { REPO_ROOT, ForwarderUnderTest } from './system/forwarder-process';
+import { REPO_ROOT, ForwarderUnderTest, loadMappings } from './system/forwarder-process';
 import {
   KAFKA_BENCH_PROPS,
   brokerPids,
@@ -41,6 +41,7 @@ import type {
   MatrixResult,
   MqttCeiling,
   PublisherCeiling,
+  ProcessLayout,
   PublisherClient,
   QoS,
   RunResult,
@@ -57,6 +58,8 @@ interface Opts {
   connections: number;
   window: number;
   publisher: PublisherClient;
+  processes: number;
+  processLayout: ProcessLayout;
   msgRate: number;
   extraWorkers: number[];
   halfRate: boolean;
@@ -199,6 +202,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('--connections <n>', 'publisher connections', int(1), 1)
     .option('--window <n>', 'publisher window per connection', int(1), 1000)
     .addOption(publisherOption())
+    .addOption(processesOption())
+    .addOption(processLayoutOption())
     .option('-r, --msg-rate <n>', 'publish rate limit (0 = unlimited)', int(0), 0)
     .option(
       '--extra-workers <list>',
@@ -235,6 +240,15 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('--timeout <s>', 'bound per run', int(1), 900)
     .parse(argv as string[]);
   const o = program.opts<Opts>();
+  // A layout that cannot work fails here, not after the ceilings have run.
+  loadMappings({
+    mapping: { name: 'check', mqtt: {} },
+    prefix: 'check',
+    topics: o.topics,
+    processes: o.processes,
+    layout: o.processLayout,
+    workers: 1,
+  });
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
   const stamp = startedAt.replace(/[:.]/g, '-');
@@ -393,27 +407,35 @@ export async function main(argv: readonly string[]): Promise<void> {
           protocol_version: protocolVersion === 5 ? 5 : '3.1.1',
         },
         kafka: { bootstrap_server: '127.0.0.1', port: o.kafkaPort },
-        forwarding: [
-          {
-            name: 'bench',
-            mqtt: { topic: `mkfbench/${cell.name}/#`, qos: 2 },
-            kafka: { topic: `mkfbench-${cell.name}` },
-            wrap_as_json: cell.wrapped,
-          },
-        ],
+        forwarding: [],
         dispatch: cell.workers === undefined ? {} : { workers: cell.workers },
         http: { host: '127.0.0.1', port: 0 },
         log_level: 'info',
       };
       for (const [k, v] of Object.entries({ ...set, ...cell.set })) setPath(config, k, v);
       const workers = (config['dispatch'] as { workers?: number }).workers ?? 1;
+      const layout = loadMappings({
+        mapping: {
+          name: 'bench',
+          mqtt: { topic: `mkfbench/${cell.name}/#`, qos: 2 },
+          kafka: { topic: `mkfbench-${cell.name}` },
+          wrap_as_json: cell.wrapped,
+        },
+        prefix: `mkfbench/${cell.name}`,
+        topics: o.topics,
+        processes: o.processes,
+        layout: o.processLayout,
+        workers,
+      });
+      config['forwarding'] = layout.forwarding;
+      Object.assign(config, layout.top);
       log(`${cell.name} …`);
       forwarder = await ForwarderUnderTest.start({
         config,
         dir,
         nodeArgs: o.forwarderNodeArgs?.split(' ').filter((a) => a.length > 0) ?? [],
-        filters: 1,
-        producers: Math.max(1, workers),
+        filters: layout.filters,
+        producers: layout.producers,
       });
       let result: RunResult | undefined;
       let error: string | undefined;
@@ -435,6 +457,7 @@ export async function main(argv: readonly string[]): Promise<void> {
             mqttPort: o.mqttPort,
             topicPrefix: `mkfbench/${cell.name}`,
             forwarderPid: forwarder.pid,
+            ...(o.processes > 1 ? { processes: o.processes } : {}),
             watchPids: brokerPids(o.stackDir),
             warmup: o.warmup,
             idleTimeoutMs: o.idleTimeout * 1000,
@@ -500,6 +523,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         connections: o.connections,
         window: o.window,
         publisher: o.publisher,
+        ...(o.processes > 1 ? { processes: o.processes, processLayout: o.processLayout } : {}),
         set,
         mqtt: mqttAddr,
         kafka: brokers,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { decodePayload, unwrapJson } from './load/payload';
 import { Publisher } from './load/publisher';
 import { MachineSampler, ProcSampler } from './measure/proc-sampler';
+import { childPids, readProcStat } from './measure/proc-tree';
 import { latencies, series, summarize, throughput } from './measure/stats';
 import { Tracker } from './measure/tracker';
 import { plotRun } from './report/plot';
@@ -27,6 +28,30 @@ const POLL_MS = 100;
 const WARMUP_MS = 30_000;
 /** Arrivals stalled this long before the end: ask the sink for what it buffers. */
 const FLUSH_AFTER_MS = 300;
+/** How long a forwarder with `processes: N` may take to have its N ingest processes. */
+const CHILDREN_WAIT_MS = 30_000;
+
+/**
+ * Waits until `pid` has `n` live children (a supervisor and its ingest processes), so that the
+ * measured period does not begin with processes still starting; throws naming what it found.
+ */
+async function waitForChildren(pid: number, n: number): Promise<void> {
+  const deadline = performance.now() + CHILDREN_WAIT_MS;
+  const live = (): number[] =>
+    childPids(pid).filter((c) => {
+      const st = readProcStat(c);
+      return st !== undefined && st.state !== 'Z';
+    });
+  while (live().length < n) {
+    if (readProcStat(pid) === undefined) throw new Error(`forwarder pid ${pid} is gone`);
+    if (performance.now() > deadline) {
+      throw new Error(
+        `forwarder pid ${pid}: ${live().length} child process(es) after ${CHILDREN_WAIT_MS / 1000} s, expected ${n} (processes: ${n})`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /** Polls `done`, flushing the sink when arrivals pause; false after `timeoutMs`. */
 async function waitFor(done: () => boolean, sink: Sink, timeoutMs: number): Promise<boolean> {
@@ -50,6 +75,9 @@ function omit<T extends object, K extends keyof T>(obj: T, ...keys: K[]): Omit<T
 }
 
 export async function runBenchmark(opts: RunOptions, sink: Sink): Promise<RunResult> {
+  if (opts.forwarderPid !== undefined && (opts.processes ?? 1) > 1) {
+    await waitForChildren(opts.forwarderPid, opts.processes!);
+  }
   const runId = (Math.random() * 0xffffffff) >>> 0;
   const tracker = new Tracker(runId, opts.messages, opts.topics);
   const startedAt = new Date().toISOString();
@@ -93,7 +121,8 @@ export async function runBenchmark(opts: RunOptions, sink: Sink): Promise<RunRes
   const samplerStart = Date.now();
   const machine = new MachineSampler(
     {
-      ...(opts.forwarderPid === undefined ? {} : { forwarder: opts.forwarderPid }),
+      // The sampler's figure: the forwarder's whole process tree, not the root alone.
+      ...(sampler === undefined ? {} : { forwarder: sampler }),
       ...opts.watchPids,
       'benchmark (publisher + consumer)': process.pid,
     },

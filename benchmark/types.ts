@@ -13,6 +13,19 @@ export type ProtocolVersion = 4 | 5;
 export type QoS = 0 | 1 | 2;
 
 // ---------------------------------------------------------------------------------------------
+// The forwarder under test with `processes: N` (system/forwarder-process.ts)
+
+/**
+ * How the load's mapping is laid out over N ingest processes. `split`: one mapping per MQTT
+ * topic of the load (`<prefix>/<t>`), all to the one Kafka topic, so mapping t is owned by
+ * process t mod N and per-topic order holds. `share`: the one `<prefix>/#` mapping with
+ * `share: {}`, subscribed by all N as `$share/<group>/<prefix>/#`: the broker splits the messages,
+ * and per-topic order then depends on the broker.
+ */
+export type ProcessLayout = 'split' | 'share';
+export const PROCESS_LAYOUTS: readonly ProcessLayout[] = ['split', 'share'];
+
+// ---------------------------------------------------------------------------------------------
 // The load generator (load/)
 
 /**
@@ -129,8 +142,13 @@ export interface RunOptions {
    * the first records pay for topic metadata and connection set-up, which is not throughput.
    */
   readonly warmup?: number;
-  /** Sampled for RSS and CPU while the run lasts. */
+  /** Sampled for RSS and CPU while the run lasts, with all its descendants. */
   readonly forwarderPid?: number;
+  /**
+   * The forwarder's `processes` (ingest processes under a supervisor); with forwarderPid, the
+   * run waits until that many are children of it before it starts. Absent: 1.
+   */
+  readonly processes?: number;
   /** Other processes whose CPU is reported (brokers); this process is always included. */
   readonly watchPids?: Readonly<Record<string, number>>;
   readonly idleTimeoutMs: number;
@@ -191,22 +209,51 @@ export interface ThreadCpu {
   readonly tid: number;
   readonly comm: string;
   readonly cpuS: number;
+  /** The process the thread belongs to, when it is not the sampled root (a child process). */
+  readonly pid?: number;
 }
 
-export interface ProcSummary {
+/** One process of the sampled tree (the root, or a descendant seen at a sample). */
+export interface ProcMember {
   readonly pid: number;
+  readonly ppid: number;
+  readonly comm: string;
+  /** CPU over the sampled period (a process that exited: as last sampled). */
+  readonly cpuS: number;
+  readonly mainThreadCpuS: number;
+  readonly rssMaxMb: number;
+  /** Seconds after the sampler's start when it was first seen (0: already there). */
+  readonly firstSeenS: number;
+  /** Seconds after the start when it was first missing; absent: alive at the end. */
+  readonly goneS?: number;
+}
+
+/**
+ * CPU and RSS of the sampled process and all its descendants (the forwarder's supervisor and its
+ * ingest processes): figures are sums over the tree.
+ */
+export interface ProcSummary {
+  /** The root: the pid that was given. */
+  readonly pid: number;
+  /** Highest sum of the tree's RSS at one sample. */
   readonly rssMaxMb: number;
   readonly rssEndMb: number;
   /** Average CPU over the sampled period, in % of one core (200 = both cores of two). */
   readonly cpuPct: number;
   readonly cpuS: number;
+  /** Sum of each process's main thread. */
   readonly mainThreadCpuS: number;
   readonly kafkaThreadsCpuS: number;
   readonly otherThreadsCpuS: number;
-  /** Busiest threads, most CPU first. */
+  /** Busiest threads of the tree, most CPU first. */
   readonly threads: ThreadCpu[];
-  /** Samples: ms since start, RSS MB, CPU % since the previous sample. */
-  readonly samples: { t: number; rssMb: number; cpuPct: number }[];
+  /** Every process seen (the root first); optional only for results written before trees. */
+  readonly processes?: ProcMember[];
+  /**
+   * Samples: ms since start, the tree's RSS MB, CPU % since the previous sample, processes
+   * alive (absent in results written before trees).
+   */
+  readonly samples: { t: number; rssMb: number; cpuPct: number; processes?: number }[];
 }
 
 export interface MachineSummary {
@@ -374,6 +421,9 @@ export interface MatrixResult {
     readonly window: number;
     /** The load generator's MQTT client, for the ceilings and every cell. */
     readonly publisher: PublisherClient;
+    /** The forwarder's `processes` and the mappings' layout over them (absent: 1). */
+    readonly processes?: number;
+    readonly processLayout?: ProcessLayout;
     readonly set: Record<string, unknown>;
     readonly mqtt: string;
     readonly kafka: string;
@@ -492,6 +542,9 @@ export interface CompareResult {
     readonly window: number;
     readonly publisher: PublisherClient;
     readonly warmup: number;
+    /** This forwarder's `processes` and the mappings' layout over them (absent: 1). */
+    readonly processes?: number;
+    readonly processLayout?: ProcessLayout;
     readonly repeat: number;
     readonly subjects: readonly SubjectName[];
     readonly ceilingSubscriber: SubscriberClient;

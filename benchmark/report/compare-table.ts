@@ -223,7 +223,7 @@ export function formatCompare(c: CompareResult): string {
   }
   const s = c.settings;
   const out = [
-    `side by side  (${fmtInt(s.messages)} msgs per load run, ${s.payloadSize} B, ${s.topics} topic(s), MQTT ${s.protocol} (capped cases: 3.1.1), publisher ${s.publisher} × window ${s.window}, warm-up ${fmtInt(s.warmup)}, ${s.repeat} repetition(s), subjects alternated)`,
+    `side by side  (${fmtInt(s.messages)} msgs per load run, ${s.payloadSize} B, ${s.topics} topic(s), MQTT ${s.protocol} (capped cases: 3.1.1), publisher ${s.publisher} × window ${s.window}, warm-up ${fmtInt(s.warmup)}, ${s.repeat} repetition(s), subjects alternated${(s.processes ?? 1) > 1 ? `, this forwarder with processes: ${s.processes} (${s.processLayout ?? 'split'})` : ''})`,
     ...c.cases.map((x) => `  ${x.name.padEnd(18)} ${x.description}`),
     '',
     table(rows),
@@ -243,7 +243,7 @@ export function formatCompare(c: CompareResult): string {
   out.push(...checks.map((x) => `  ${x}`));
   out.push(
     '',
-    "CPU = utime + stime of all the subject's threads (/proc) during the measured run; µs/msg per message that arrived.",
+    "CPU = utime + stime of all the subject's threads and its descendants' (/proc) during the measured run; µs/msg per message that arrived.",
   );
   return out.join('\n');
 }

@@ -149,7 +149,11 @@ export function renderBenchmarksDoc(
                   .map(([k, v]) => `\`${k}=${String(v)}\``)
                   .join(', ')}`
               : ''
-          }; one fresh process per cell, client_id '' (clean session)`,
+          }; one fresh process per cell, client_id '' (clean session)${
+            (s.processes ?? 1) > 1
+              ? `; \`processes: ${s.processes}\` (${s.processLayout ?? 'split'} layout), CPU and RSS summed over the supervisor and its ingest processes`
+              : ''
+          }`,
         ],
         ...s.brokerNotes.map((n, i) => [i === 0 ? 'brokers' : '', n]),
       ],

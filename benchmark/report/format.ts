@@ -17,12 +17,17 @@ export function describeParams(r: RunResult): string {
     `${fmtInt(p.messages)} msgs, QoS ${p.qos}, MQTT ${p.protocolVersion === 5 ? '5' : '3.1.1'}, ` +
     `${p.payloadSize} B, ${p.topics} topic(s), ${p.wrapped ? 'wrapped' : 'raw'}, ` +
     `rate ${p.rate > 0 ? `${fmtInt(p.rate)}/s` : 'unlimited'}, ` +
-    `${p.connections} conn × window ${p.window} (${clientName(p.publisherClient)})`
+    `${p.connections} conn × window ${p.window} (${clientName(p.publisherClient)})` +
+    ((p.processes ?? 1) > 1 ? `, forwarder processes: ${p.processes}` : '')
   );
 }
 
 export function clientName(c: PublisherClient | undefined): string {
   return (c ?? 'raw') === 'raw' ? 'raw client' : 'mqtt.js';
+}
+
+function describeGone(n: number): string {
+  return n === 0 ? '' : ` (${n} exited during the run, counted as last sampled)`;
 }
 
 /** The human-readable report. */
@@ -46,9 +51,26 @@ export function formatReport(r: RunResult): string {
   ];
   if (r.forwarder) {
     const f = r.forwarder;
+    const procs = f.processes ?? [];
+    // A tree (supervisor + ingest processes) says so; a single process keeps the line it had.
+    const who =
+      procs.length > 1
+        ? `pid ${f.pid} + ${procs.length - 1} descendant(s)${describeGone(procs.filter((p) => p.goneS !== undefined).length)}, summed`
+        : `pid ${f.pid}`;
     lines.push(
-      `  forwarder   pid ${f.pid}: RSS max ${f.rssMaxMb.toFixed(1)} MB (end ${f.rssEndMb.toFixed(1)}), CPU ${f.cpuPct.toFixed(0)} % of one core = ${f.cpuS.toFixed(2)} s: main thread ${f.mainThreadCpuS.toFixed(2)} s, librdkafka ${f.kafkaThreadsCpuS.toFixed(2)} s, other threads ${f.otherThreadsCpuS.toFixed(2)} s`,
+      `  forwarder   ${who}: RSS max ${f.rssMaxMb.toFixed(1)} MB (end ${f.rssEndMb.toFixed(1)}), CPU ${f.cpuPct.toFixed(0)} % of one core = ${f.cpuS.toFixed(2)} s: main thread ${f.mainThreadCpuS.toFixed(2)} s, librdkafka ${f.kafkaThreadsCpuS.toFixed(2)} s, other threads ${f.otherThreadsCpuS.toFixed(2)} s`,
     );
+    if (procs.length > 1) {
+      lines.push(
+        `  processes   ` +
+          procs
+            .map(
+              (p) =>
+                `${p.pid}${p.pid === f.pid ? ' (root)' : ''}: ${p.cpuS.toFixed(2)} s, main thread ${p.mainThreadCpuS.toFixed(2)} s, RSS max ${p.rssMaxMb.toFixed(0)} MB${p.goneS !== undefined ? `, gone at ${p.goneS.toFixed(1)} s` : ''}`,
+            )
+            .join('; '),
+      );
+    }
   }
   lines.push(
     `  machine     ${r.machine.busyPct.toFixed(0)} % of ${r.machine.cores} cores busy; ` +

@@ -8,6 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import type { ProcessLayout } from '../types';
 
 /** From build/benchmark/system/. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -123,4 +124,58 @@ export class ForwarderUnderTest {
     clearTimeout(timer);
     return { ...r, ms: Date.now() - t0 };
   }
+}
+
+export interface LoadMapping {
+  /** The mapping as it is with one process: `mqtt.topic` is `<prefix>/#`. */
+  readonly mapping: Record<string, unknown> & { name: string; mqtt: Record<string, unknown> };
+  /** The load's MQTT topics are `<prefix>/0` … `<prefix>/<topics - 1>`. */
+  readonly prefix: string;
+  readonly topics: number;
+  readonly processes: number;
+  readonly layout: ProcessLayout;
+  /** dispatch.workers of each process (0: inline, one producer on the main thread). */
+  readonly workers: number;
+}
+
+/**
+ * The `forwarding` list and top-level keys of a forwarder under load with `processes` ingest
+ * processes (types.ts, ProcessLayout), and what ForwarderUnderTest.start waits for: the
+ * `mqtt subscribed` lines (one per filter and process that subscribes it) and the producers.
+ */
+export function loadMappings(l: LoadMapping): {
+  readonly top: Record<string, unknown>;
+  readonly forwarding: Record<string, unknown>[];
+  readonly filters: number;
+  readonly producers: number;
+} {
+  const perProcess = Math.max(1, l.workers);
+  if (l.processes <= 1) {
+    return { top: {}, forwarding: [l.mapping], filters: 1, producers: perProcess };
+  }
+  if (l.layout === 'share') {
+    return {
+      top: { processes: l.processes },
+      forwarding: [{ ...l.mapping, share: {} }],
+      filters: l.processes,
+      producers: l.processes * perProcess,
+    };
+  }
+  // Processes that own no mapping are not started: with fewer topics than processes the run
+  // would measure fewer processes than it says.
+  if (l.topics < l.processes) {
+    throw new Error(
+      `--processes ${l.processes} with --process-layout split needs at least ${l.processes} topics (--topics ${l.topics}); or use --process-layout share`,
+    );
+  }
+  return {
+    top: { processes: l.processes },
+    forwarding: Array.from({ length: l.topics }, (_, t) => ({
+      ...l.mapping,
+      name: `${l.mapping.name}-${t}`,
+      mqtt: { ...l.mapping.mqtt, topic: `${l.prefix}/${t}` },
+    })),
+    filters: l.topics,
+    producers: l.processes * perProcess,
+  };
 }

@@ -7,6 +7,10 @@
  * The test command runs a reduced form; `npm run chaos` runs the full form (CHAOS_FULL=1: longer
  * streams, 10 kills, a 30 s Kafka outage) and writes docs/RELIABILITY.md (CHAOS_REPORT).
  * Scenarios run one after another on the suite's broker stack and leave it running.
+ *
+ * Scenario 7 is scenario 1 with a supervisor: `processes: CHAOS_PROCESSES` (default 2) and one
+ * mapping per process, and the kill is a SIGKILL of one ingest process (a child of the
+ * supervisor, found through /proc), which the supervisor restarts. CHAOS_PROCESSES=1 skips it.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -14,10 +18,11 @@ import { after, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { uniqueName } from '../helpers/env';
 import { testConfig, writeConfig } from '../helpers/forwarder';
-import type { ForwarderProcess } from '../helpers/forwarder';
+import type { ForwarderProcess, LogLine } from '../helpers/forwarder';
 import { readUntil } from '../helpers/kafka';
-import { forwarderPool, ready, sleep } from '../helpers/kit';
+import { forwarderPool, ready, sleep, until } from '../helpers/kit';
 import { dropSession, publishMany } from '../helpers/mqtt';
+import { TreeGuard } from '../helpers/proc-tree';
 import { stackCmd, waitKafkaWritable } from '../helpers/stack';
 
 const FULL = process.env['CHAOS_FULL'] === '1';
@@ -25,6 +30,14 @@ const COUNT = FULL ? 50_000 : 6_000;
 const KILLS = FULL ? 10 : 3;
 const KAFKA_OUTAGE_MS = FULL ? 30_000 : 8_000;
 const TOPICS = 16;
+/** Scenario 7's paced stream: PACED_BURST messages every PACED_EVERY_MS (about 250 msg/s). */
+const PACED_BURST = 25;
+const PACED_EVERY_MS = 100;
+/** Ingest processes of scenario 7; 1 skips it. */
+const PROCESSES = Number(process.env['CHAOS_PROCESSES'] ?? 2);
+if (!Number.isInteger(PROCESSES) || PROCESSES < 1 || PROCESSES > 64) {
+  throw new Error(`CHAOS_PROCESSES=${process.env['CHAOS_PROCESSES']}: expected 1..64`);
+}
 /**
  * The kill moments are random; the seed is printed so a failing run can be replayed with
  * CHAOS_SEED=<seed>.
@@ -55,7 +68,10 @@ interface Outcome {
 const outcomes: Outcome[] = [];
 
 const pool = forwarderPool();
+/** The process trees of multi-process forwarders: their ingest processes are killed by PID too. */
+const guards: TreeGuard[] = [];
 after(async () => {
+  for (const g of guards) g.killAll();
   // Whatever a scenario did, leave both brokers running for the files after this one.
   await stackCmd(['up']);
   const file = process.env['CHAOS_REPORT'];
@@ -67,40 +83,53 @@ class Scenario {
   readonly kafkaTopic = this.base;
   readonly clientId = uniqueName('chaos-fwd');
 
+  /**
+   * `processes` > 1: a supervisor with that many ingest processes and one mapping per process
+   * (`<base>/p<k>/#`, owned by process k), the stream spread over all of them.
+   */
   constructor(
     readonly name: string,
     private readonly overrides: Record<string, unknown> = {},
+    readonly processes = 1,
   ) {}
 
   start(): ForwarderProcess {
     const { mqtt, ...rest } = this.overrides as { mqtt?: object };
-    return pool.start(
-      writeConfig(
-        testConfig(
-          [
+    const mappings =
+      this.processes === 1
+        ? [
             {
               name: 'chaos',
-              mqtt: { topic: `${this.base}/#`, qos: 1 },
+              mqtt: { topic: `${this.base}/#`, qos: 1 as const },
               kafka: { topic: this.kafkaTopic },
             },
-          ],
-          {
-            mqtt: { client_id: this.clientId, ...mqtt },
-            dispatch: { workers: 2 },
-            shutdown_timeout_ms: 5_000,
-            ...rest,
-          },
-        ),
+          ]
+        : Array.from({ length: this.processes }, (_, k) => ({
+            name: `chaos-${k}`,
+            mqtt: { topic: `${this.base}/p${k}/#`, qos: 1 as const },
+            kafka: { topic: this.kafkaTopic },
+          }));
+    return pool.start(
+      writeConfig(
+        testConfig(mappings, {
+          mqtt: { client_id: this.clientId, ...mqtt },
+          dispatch: { workers: 2 },
+          shutdown_timeout_ms: 5_000,
+          ...(this.processes > 1 ? { processes: this.processes } : {}),
+          ...rest,
+        }),
       ),
     );
   }
 
   /** Publishes ids [from, to) spread over TOPICS topics; resolves once the broker has them all. */
   publish(from: number, to: number, maxInflight = 200): Promise<void> {
+    const prefix = (id: number): string =>
+      this.processes === 1 ? this.base : `${this.base}/p${id % this.processes}`;
     return publishMany({
       count: to - from,
       qos: 1,
-      topic: (i) => `${this.base}/dev${(from + i) % TOPICS}`,
+      topic: (i) => `${prefix(from + i)}/dev${(from + i) % TOPICS}`,
       payload: (i) => String(from + i),
       maxInflight,
       timeoutMs: 300_000,
@@ -129,9 +158,10 @@ class Scenario {
     return { lost, duplicates, ms: Date.now() - t0 };
   }
 
-  /** Ends the persistent session so the broker frees it. */
-  dropSession(): Promise<void> {
-    return dropSession(this.clientId);
+  /** Ends the persistent session(s) so the broker frees them (`<client_id>-<k>` per process). */
+  async dropSession(): Promise<void> {
+    if (this.processes === 1) return dropSession(this.clientId);
+    for (let k = 0; k < this.processes; k++) await dropSession(`${this.clientId}-${k}`);
   }
 
   record(t: TestContext, o: Omit<Outcome, 'scenario'>): void {
@@ -139,6 +169,11 @@ class Scenario {
     outcomes.push(outcome);
     t.diagnostic(JSON.stringify(outcome));
   }
+}
+
+/** The supervisor's line for an ingest process that died (`ingest process <i> exited (...)`). */
+function diedLine(l: LogLine): boolean {
+  return l['code'] === 'ERR_INGEST_PROCESS_DIED' && /^ingest process \d+ exited/.test(l.msg ?? '');
 }
 
 function rssMb(pid: number): number {
@@ -337,6 +372,80 @@ describe(`fault injection (${FULL ? 'full' : 'reduced'} form)`, () => {
     assert.equal((await fwd.stop()).code, 0);
     await s.dropSession();
   });
+
+  test(
+    `7. kill -9 of one ingest process (of ${PROCESSES}) ${KILLS} times during the stream: the supervisor restarts it`,
+    { skip: PROCESSES < 2 ? 'CHAOS_PROCESSES=1' : false },
+    async (t) => {
+      const s = new Scenario(`kill -9 ingest process (processes: ${PROCESSES})`, {}, PROCESSES);
+      const fwd = s.start();
+      const guard = new TreeGuard(fwd);
+      guards.push(guard);
+      await ready(fwd);
+      let kids = await guard.waitChildren(PROCESSES);
+      // A paced stream for as long as the kills last, so each kill lands while both processes
+      // receive: a restart takes seconds (backoff, start-up), longer than a whole stream at full
+      // speed. Bounded in count (COUNT) and time; the rest of COUNT goes after the last kill.
+      let next = 0;
+      let killing = true;
+      const streamDeadline = Date.now() + 600_000;
+      const streaming = (async (): Promise<void> => {
+        while (killing && next < COUNT && Date.now() < streamDeadline) {
+          const to = Math.min(COUNT, next + PACED_BURST);
+          await s.publish(next, to);
+          next = to;
+          await sleep(PACED_EVERY_MS);
+        }
+      })();
+      const t0 = Date.now();
+      const restartMs: number[] = [];
+      const sentAtKill: number[] = [];
+      for (let k = 0; k < KILLS; k++) {
+        await sleep(300 + random() * 1200);
+        const victim = kids[Math.floor(random() * kids.length)]!;
+        sentAtKill.push(next);
+        const exitedBefore = fwd.lines.filter((l) => diedLine(l)).length;
+        const startedBefore = fwd.lines.filter((l) => l.msg === 'ingest process started').length;
+        const killedAt = Date.now();
+        process.kill(victim.pid, 'SIGKILL');
+        await until(
+          'the supervisor to log the exit and a restart',
+          () =>
+            fwd.lines.filter((l) => diedLine(l)).length > exitedBefore &&
+            fwd.lines.filter((l) => l.msg === 'ingest process started').length > startedBefore,
+          { timeoutMs: 60_000 },
+        );
+        assert.equal(fwd.child.exitCode, null, 'the supervisor keeps running');
+        // A new pid in the victim's place, the others untouched.
+        kids = await until(
+          `${PROCESSES} ingest processes again`,
+          () => {
+            const now = guard.children().filter((c) => c.ppid === fwd.pid);
+            return now.length === PROCESSES && !now.some((c) => c.pid === victim.pid) && now;
+          },
+          { timeoutMs: 60_000 },
+        );
+        await ready(fwd, { timeoutMs: 60_000 });
+        restartMs.push(Date.now() - killedAt);
+      }
+      killing = false;
+      await streaming;
+      await s.publish(next, COUNT);
+      const v = await s.verify(COUNT);
+      s.record(t, {
+        published: COUNT,
+        lost: v.lost,
+        duplicates: v.duplicates,
+        recoveryMs: v.ms,
+        note: `${KILLS} ingest-process kills in ${Date.now() - t0} ms, ids published before each kill ${sentAtKill.join('/')}, kill → ready ${restartMs.join('/')} ms (CHAOS_SEED=${SEED})`,
+      });
+      assert.equal(v.lost, 0);
+      const stopped = await guard.stop('SIGTERM', 30_000);
+      assert.equal(stopped.code, 0, `supervisor exit: ${JSON.stringify(stopped)}\n${fwd.tail()}`);
+      assert.deepEqual(stopped.orphans, [], 'no ingest process outlives the supervisor');
+      await s.dropSession();
+    },
+  );
 });
 
 function renderReport(): string {
