@@ -157,8 +157,9 @@ async function runSupervisor(
   const log = createLogger(cfg.log_level, { name: 'supervisor' });
   const supervisor = new Supervisor(
     cfg,
-    // Past the ingest processes' own hard deadline: they exit by themselves first.
-    { configFile: file, count, stopDeadlineMs: cfg.shutdown_timeout_ms + STOP_GRACE_MS + 1_000 },
+    // Just past the ingest processes' own hard deadline (they _exit by themselves then), and
+    // within the documented bound of shutdown_timeout_ms + 5 s.
+    { configFile: file, count, stopDeadlineMs: cfg.shutdown_timeout_ms + STOP_GRACE_MS + 400 },
     log,
   );
   let signals = 0;

@@ -442,11 +442,17 @@ export class Supervisor implements Probe {
       this.http.closeAllConnections();
       await new Promise<void>((resolve) => this.http!.close(() => resolve()));
     }
+    // Ended by the very signal sent: it had not installed its handlers yet (still loading), so
+    // it had connected nowhere and held nothing.
+    const unstarted = (g: Ingest): boolean => !g.killedAtDeadline && g.exit?.signal === signal;
     const forced = live.filter(
-      (g) => g.killedAtDeadline || g.exit?.code === EXIT_FORCED || g.exit?.signal != null,
+      (g) =>
+        g.killedAtDeadline ||
+        g.exit?.code === EXIT_FORCED ||
+        (g.exit?.signal != null && !unstarted(g)),
     );
-    const failed = live.filter((g) => !forced.includes(g) && g.exit?.code !== 0);
-    const undrained = live.filter((g) => g.stopped?.drained !== true);
+    const failed = live.filter((g) => !forced.includes(g) && !unstarted(g) && g.exit?.code !== 0);
+    const undrained = live.filter((g) => g.stopped?.drained !== true && !unstarted(g));
     const code =
       forced.length > 0
         ? EXIT_FORCED

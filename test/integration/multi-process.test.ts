@@ -342,6 +342,19 @@ describe('processes: N (supervisor and ingest processes)', () => {
     await pool.stop(fwd);
   });
 
+  test('SIGTERM while the ingest processes are still starting: exit 0 (none held anything)', async () => {
+    const base = uniqueName('mp-early');
+    const l = layout(base, 2, false);
+    const fwd = pool.start(writeConfig(testConfig(l.forwarding, { processes: 2 })));
+    // The moment both are forked: each is loading its modules, before its signal handlers.
+    await until('both forked', () => children(fwd).size === 2, {
+      timeoutMs: 20_000,
+      intervalMs: 5,
+    });
+    const r = await fwd.stop('SIGTERM', 20_000);
+    assert.equal(r.code, 0, `${JSON.stringify(r)}\n${fwd.tail()}`);
+  });
+
   test('a SIGKILLed supervisor leaves no ingest process behind', async () => {
     const base = uniqueName('mp-orphan');
     const l = layout(base, 2, false);
