@@ -99,6 +99,10 @@ export function scalarKind(schema: AnySchema | undefined): 'number' | 'boolean' 
   if (u instanceof z.ZodLiteral && [...u.values].every((v) => typeof v === 'number')) {
     return 'number';
   }
+  // `processes: 4 | 'auto'`: a substituted "4" is the number; "auto" is not decimal and stays.
+  if (u instanceof z.ZodUnion && u.options.some((o) => scalarKind(o as AnySchema) === 'number')) {
+    return 'number';
+  }
   return 'other';
 }
 

@@ -309,6 +309,13 @@ describe('environment substitution', () => {
     assert.equal(cfg.forwarding[0]?.wrap_as_json, true);
   });
 
+  it("substitutes processes as a number, and 'auto' as the word (a number-or-word field)", () => {
+    const text = `processes: \${P:-1}\n${MINIMAL_FORWARDING}`;
+    assert.equal(parse(text, { P: '4' }).processes, 4);
+    assert.equal(parse(text, { P: 'auto' }).processes, 'auto');
+    assert.equal(parse(text, {}).processes, 1);
+  });
+
   it('keeps numeric-looking substitutions as strings in string fields', () => {
     const cfg = parse(
       `mqtt:\n  client_id: \${ID}\n  credentials: { username: u, password: '\${PW}' }\nkafka:\n  config:\n    linger.ms: \${LINGER}\n${MINIMAL_FORWARDING}`,
