@@ -75,14 +75,23 @@ ENV CONFIG_FILE=/forwarding-service/config.yaml \
 EXPOSE 8080
 # The base image's `node` user, by number so that Kubernetes' runAsNonRoot can verify it.
 USER 1000:1000
-# The entrypoint sizes the Kafka producer pool from the CPUs the container may use, then execs
-# node, which becomes PID 1 and handles SIGTERM itself (drain, exit 0); the process starts no
-# children, so no init is needed to reap zombies.
-#   FORWARDER_CPUS    whole CPUs of the container (the Helm chart passes its CPU limit through
-#                     the Downward API, rounded up); unset: nothing is computed.
-#   FORWARDER_WORKERS worker threads, used by a config that says
-#                     `dispatch: { workers: ${FORWARDER_WORKERS:-1} }` (the chart's does).
-#                     Set explicitly, it wins. Otherwise, from FORWARDER_CPUS:
-#                     CPUs - 1 (one core stays with the main thread, which owns MQTT),
-#                     0 (producer on the main thread) for one CPU, at most 64.
-ENTRYPOINT ["/bin/sh", "-c", "if [ -z \"${FORWARDER_WORKERS:-}\" ] && [ -n \"${FORWARDER_CPUS:-}\" ]; then FORWARDER_WORKERS=$(( FORWARDER_CPUS <= 1 ? 0 : (FORWARDER_CPUS > 65 ? 64 : FORWARDER_CPUS - 1) )); export FORWARDER_WORKERS; fi; exec node /forwarding-service/bin/forwarder.js \"$@\"", "forwarder"]
+# The entrypoint sizes the ingest processes and their Kafka producer pools from the CPUs the
+# container may use, then execs node, which becomes PID 1 and handles SIGTERM itself (drain,
+# exit 0). With `processes` > 1 it forks the ingest processes and reaps them itself (they start
+# no processes of their own), so no init is needed to reap zombies.
+#   FORWARDER_CPUS      whole CPUs of the container (the Helm chart passes its CPU limit through
+#                       the Downward API, rounded up); unset: nothing is computed.
+#   FORWARDER_SIZING    `processes` (the chart's cpuSizing.processes): size the process count
+#                       too. Anything else or unset: one process, only the workers are sized.
+#   FORWARDER_PROCESSES ingest processes, used by a config that says
+#                       `processes: ${FORWARDER_PROCESSES:-1}` (the chart's, with
+#                       cpuSizing.processes).
+#   FORWARDER_WORKERS   worker threads per ingest process, used by a config that says
+#                       `dispatch: { workers: ${FORWARDER_WORKERS:-1} }` (the chart's does).
+# Each of the last two, set explicitly (non-empty), wins. Otherwise, from FORWARDER_CPUS:
+#   FORWARDER_SIZING=processes and CPUs >= 4: PROCESSES = CPUs / 2 (rounded down, at most 64),
+#     WORKERS = 1 (each process: one core for its main thread, which owns its MQTT connection,
+#     one for its producer thread);
+#   else: PROCESSES = 1, WORKERS = CPUs - 1 (one core stays with the main thread), 0 (producer
+#     on the main thread) for one CPU, at most 64.
+ENTRYPOINT ["/bin/sh", "-c", "if [ -n \"${FORWARDER_CPUS:-}\" ]; then if [ \"${FORWARDER_SIZING:-}\" = processes ] && [ $(( FORWARDER_CPUS >= 4 )) = 1 ]; then p=$(( FORWARDER_CPUS / 2 > 64 ? 64 : FORWARDER_CPUS / 2 )); w=1; else p=1; w=$(( FORWARDER_CPUS <= 1 ? 0 : (FORWARDER_CPUS > 65 ? 64 : FORWARDER_CPUS - 1) )); fi; export FORWARDER_PROCESSES=\"${FORWARDER_PROCESSES:-$p}\" FORWARDER_WORKERS=\"${FORWARDER_WORKERS:-$w}\"; fi; exec node /forwarding-service/bin/forwarder.js \"$@\"", "forwarder"]

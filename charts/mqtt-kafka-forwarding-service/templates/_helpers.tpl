@@ -80,8 +80,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The config.yaml of the ConfigMap: the user's text unchanged (comments and quoting kept), plus
-the dispatch section that makes the worker count follow the CPU limit (cpuSizing). Checks that
-need the config's content fail the install with a message instead of a crash-looping pod.
+the dispatch section that makes the worker count follow the CPU limit (cpuSizing), and with
+cpuSizing.processes the top-level processes key that makes the process count follow it too.
+Checks that need the config's content fail the install with a message instead of a
+crash-looping pod.
 */}}
 {{- define "forwarder.config" -}}
 {{- $text := include "forwarder.configSource" . -}}
@@ -117,6 +119,13 @@ need the config's content fail the install with a message instead of a crash-loo
 {{- end }}
 {{- else if not (and (kindIs "map" $dispatch) (hasKey $dispatch "workers")) }}
 {{- fail "config: a dispatch section without workers. With cpuSizing.enabled add `workers: ${FORWARDER_WORKERS:-1}` to it (the worker count then follows the CPU limit), or set a number" }}
+{{- end }}
+{{- if and .Values.cpuSizing.processes (not (hasKey $cfg "processes")) }}
+{{- $out = printf "%s\n\n# Added by the chart (cpuSizing.processes): ingest processes from the container's CPU limit.\nprocesses: ${FORWARDER_PROCESSES:-1}\n" (trimSuffix "\n" $out) }}
+{{- $check := fromYaml $out }}
+{{- if or (hasKey $check "Error") (not (hasKey $check "processes")) }}
+{{- fail "config: cannot append `processes: ${FORWARDER_PROCESSES:-1}` to this config (flow-style YAML?); add it yourself, or set cpuSizing.processes: false" }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- $out }}
