@@ -100,7 +100,12 @@ export function scalarKind(schema: AnySchema | undefined): 'number' | 'boolean' 
     return 'number';
   }
   // `processes: 4 | 'auto'`: a substituted "4" is the number; "auto" is not decimal and stays.
-  if (u instanceof z.ZodUnion && u.options.some((o) => scalarKind(o as AnySchema) === 'number')) {
+  // A union that also takes any string (kafka.config values) keeps what was written.
+  if (
+    u instanceof z.ZodUnion &&
+    u.options.some((o) => scalarKind(o as AnySchema) === 'number') &&
+    !u.options.some((o) => unwrap(o as AnySchema) instanceof z.ZodString)
+  ) {
     return 'number';
   }
   return 'other';
