@@ -234,7 +234,9 @@ export class Supervisor implements Probe {
         g.stopped = { drained: m.drained, producers: m.producers };
       }
     });
-    child.on('exit', (code, signal) => this.onExit(g, child, code, signal));
+    // 'close', not 'exit': it comes after the IPC channel is drained, so the stop's report
+    // (sent just before the process exits) has been read by then.
+    child.on('close', (code, signal) => this.onExit(g, child, code, signal));
   }
 
   private onExit(
@@ -416,7 +418,7 @@ export class Supervisor implements Probe {
     const exits = live.map(
       (g) =>
         new Promise<void>((resolve) => {
-          g.child!.once('exit', () => resolve());
+          g.child!.once('close', () => resolve());
         }),
     );
     for (const g of live) g.child!.kill(signal);
