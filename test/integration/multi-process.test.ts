@@ -15,7 +15,7 @@ import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { REPO_ROOT, uniqueName } from '../helpers/env';
+import { MQTT_BROKER, REPO_ROOT, uniqueName } from '../helpers/env';
 import { testConfig, writeConfig } from '../helpers/forwarder';
 import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
 import type { KafkaRecord } from '../helpers/kafka';
@@ -168,8 +168,11 @@ describe('processes: N (supervisor and ingest processes)', () => {
       const sum = [...received.values()].reduce((a, b) => a + b, 0);
       assert.equal(sum, total);
       if (shared) {
-        // mosquitto hands a shared subscription's messages round robin to its members.
-        for (const [p, n] of received) assert.ok(n > 0, `process ${p} received none`);
+        // mosquitto hands a shared subscription's messages round robin to its members; other
+        // brokers choose otherwise (HiveMQ CE gave 2 of 4 members all of them), which the
+        // exact-once counts above already cover.
+        if (MQTT_BROKER === 'mosquitto')
+          for (const [p, n] of received) assert.ok(n > 0, `process ${p} received none`);
       } else {
         // Each process owns one mapping: exactly that mapping's share of the stream, in order.
         for (const [p, n] of received) assert.equal(n, total / c.n, `process ${p}`);
