@@ -33,7 +33,12 @@ import { describeCappedBroker, describeProbe, formatCompare } from './report/com
 import { formatReport } from './report/format';
 import { runBenchmark } from './run';
 import { CappedBroker } from './system/capped-broker';
-import { REPO_ROOT, ForwarderUnderTest, loadMappings } from './system/forwarder-process';
+import {
+  REPO_ROOT,
+  ForwarderUnderTest,
+  checkLayout,
+  loadMappings,
+} from './system/forwarder-process';
 import { ReferenceUnderTest, referenceBinaryProblem } from './system/reference-process';
 import {
   KAFKA_BENCH_PROPS,
@@ -302,16 +307,9 @@ export async function main(argv: readonly string[]): Promise<void> {
     topics: o.topics,
   };
   // What the forwarder waits for at its start; also refuses a layout that cannot work, now.
-  const readiness = ((): ReturnType<typeof loadMappings> => {
+  const readiness = ((): ReturnType<typeof checkLayout> => {
     try {
-      return loadMappings({
-        mapping: { name: 'check', mqtt: {} },
-        prefix: 'check',
-        topics: o.topics,
-        processes: o.processes,
-        layout: o.processLayout,
-        workers: 1,
-      });
+      return checkLayout({ topics: o.topics, processes: o.processes, layout: o.processLayout });
     } catch (err) {
       throw new UsageError((err as Error).message);
     }

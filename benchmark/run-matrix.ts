@@ -24,7 +24,12 @@ import { writeBenchmarksDoc } from './report/docs-writer';
 import { formatReport } from './report/format';
 import { mqttCeilingPlotName } from './report/plot';
 import { runBenchmark } from './run';
-import { REPO_ROOT, ForwarderUnderTest, loadMappings } from './system/forwarder-process';
+import {
+  REPO_ROOT,
+  ForwarderUnderTest,
+  checkLayout,
+  loadMappings,
+} from './system/forwarder-process';
 import {
   KAFKA_BENCH_PROPS,
   brokerPids,
@@ -241,14 +246,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     .parse(argv as string[]);
   const o = program.opts<Opts>();
   // A layout that cannot work fails here, not after the ceilings have run.
-  loadMappings({
-    mapping: { name: 'check', mqtt: {} },
-    prefix: 'check',
-    topics: o.topics,
-    processes: o.processes,
-    layout: o.processLayout,
-    workers: 1,
-  });
+  checkLayout({ topics: o.topics, processes: o.processes, layout: o.processLayout });
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
   const stamp = startedAt.replace(/[:.]/g, '-');

@@ -60,16 +60,19 @@ export function readRssMb(pid: number): number {
   }
 }
 
+/** The thread ids of `pid` now; none once it is gone. */
+function taskIds(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+}
+
 /** Thread id → its stat, for every thread the process has now. */
 export function threadStats(pid: number): Map<number, ProcStat> {
   const out = new Map<number, ProcStat>();
-  let tids: string[] = [];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const t of tids) {
+  for (const t of taskIds(pid)) {
     const st = readStatFile(`/proc/${pid}/task/${t}/stat`);
     if (st) out.set(Number(t), st);
   }
@@ -98,14 +101,8 @@ function hasChildrenFile(): boolean {
 export function childPids(pid: number): number[] {
   if (hasChildrenFile()) {
     const out: number[] = [];
-    let tids: string[] = [];
-    try {
-      tids = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      return out;
-    }
     // A child is listed under the thread that forked it, which need not be the main thread.
-    for (const t of tids) {
+    for (const t of taskIds(pid)) {
       try {
         const text = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim();
         if (text !== '') for (const c of text.split(' ')) out.push(Number(c));

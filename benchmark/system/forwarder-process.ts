@@ -139,6 +139,17 @@ export interface LoadMapping {
 }
 
 /**
+ * Checks a process layout before any run (throws what loadMappings would throw mid-run), and
+ * returns what a forwarder with it waits for at its start.
+ */
+export function checkLayout(l: Pick<LoadMapping, 'topics' | 'processes' | 'layout'>): {
+  readonly filters: number;
+  readonly producers: number;
+} {
+  return loadMappings({ ...l, mapping: { name: 'check', mqtt: {} }, prefix: 'check', workers: 1 });
+}
+
+/**
  * The `forwarding` list and top-level keys of a forwarder under load with `processes` ingest
  * processes (types.ts, ProcessLayout), and what ForwarderUnderTest.start waits for: the
  * `mqtt subscribed` lines (one per filter and process that subscribes it) and the producers.

@@ -9,7 +9,7 @@ import { ERROR_CODES, ForwarderError } from '../errors';
 import { Forwarder, STOP_BUDGET_MS } from '../forwarder';
 import type { StopOutcome } from '../forwarder';
 import { serveSupervisor } from '../supervisor/ipc';
-import { assignMappings, ingestConfig, ingestIdentity, processCount } from '../supervisor/plan';
+import { ingestConfig, ingestIdentity, owningProcesses, processCount } from '../supervisor/plan';
 import { orphanCandidates, probeSessions } from '../supervisor/sessions';
 import { Supervisor } from '../supervisor/supervisor';
 import { hardExit } from './hard-exit';
@@ -248,13 +248,7 @@ export function main(argv: readonly string[]): void {
       const cfg = readConfig(file, () => loadConfig(file, process.env, { checkFiles: true }));
       const count = processCount(cfg);
       // A single process connects with the bare id: no `<client_id>-<i>` is in use then.
-      const inUse = new Set(
-        count === 1
-          ? []
-          : assignMappings(cfg.forwarding, count).flatMap((owned, i) =>
-              owned.length > 0 ? [i] : [],
-            ),
-      );
+      const inUse = new Set(count === 1 ? [] : owningProcesses(cfg.forwarding, count));
       const candidates = orphanCandidates(cfg.mqtt.client_id, count, inUse);
       const log = createLogger('warn', { name: 'check-sessions' });
       const results = await probeSessions(cfg.mqtt, candidates, log);

@@ -22,6 +22,8 @@ import {
 // setTimeout fires at once for delays above this, so no millisecond setting may exceed it.
 const MAX_TIMER_MS = 2_147_483_647;
 const UINT32_MAX = 4_294_967_295;
+/** The most ingest processes one supervisor runs (`processes`, `share.processes`). */
+export const MAX_PROCESSES = 64;
 
 const port = (def: number, what: string) =>
   z.int().min(1).max(65535).default(def).describe(`TCP port of ${what}.`);
@@ -281,7 +283,7 @@ const mappingSchema = z.strictObject({
       processes: z
         .int()
         .min(1)
-        .max(64)
+        .max(MAX_PROCESSES)
         .optional()
         .describe(
           'How many of the ingest processes (top-level `processes`) subscribe it. Default: all of them.',
@@ -558,7 +560,7 @@ export const configSchema = z
     dispatch: dispatchSchema,
     http: httpSchema,
     processes: z
-      .union([z.int().min(1).max(64), z.literal('auto')])
+      .union([z.int().min(1).max(MAX_PROCESSES), z.literal('auto')])
       .default(1)
       .describe(
         "Ingest processes, each with its own MQTT connection, router and producer worker threads, under one supervisor process that serves the HTTP endpoints for all of them. 1: a single process, no supervisor. 'auto': the container's CPU limit (cgroup quota, else the CPUs this process may use) divided by 1 + dispatch.workers (one core per main thread and one per producer thread), at least 1. Each mapping without `share` is owned by one process (assigned round robin); mqtt.client_id becomes `<client_id>-<index>` per process when it is set.",

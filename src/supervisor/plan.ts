@@ -5,10 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { MAX_PROCESSES } from '../config/schema';
 import type { Config, Mapping } from '../config/schema';
-
-/** The most ingest processes one supervisor runs (the schema's bound for `processes`). */
-export const MAX_PROCESSES = 64;
 
 /** The environment variable that makes bin/forwarder.js an ingest process: `<index>/<count>`. */
 export const INGEST_ENV = 'MKF_INGEST_PROCESS';
@@ -25,7 +23,9 @@ export function ingestIdentity(env: NodeJS.ProcessEnv): IngestIdentity | undefin
   const index = Number(m?.[1]);
   const count = Number(m?.[2]);
   if (!m || !(index < count) || count > MAX_PROCESSES) {
-    throw new Error(`${INGEST_ENV}=${v}: expected <index>/<count> with index < count ≤ 64`);
+    throw new Error(
+      `${INGEST_ENV}=${v}: expected <index>/<count> with index < count ≤ ${MAX_PROCESSES}`,
+    );
   }
   return { index, count };
 }
@@ -65,6 +65,11 @@ export function processCount(cfg: Config, cpus: () => number = containerCpus): n
   if (cfg.processes !== 'auto') return cfg.processes;
   const perProcess = 1 + cfg.dispatch.workers;
   return Math.max(1, Math.min(MAX_PROCESSES, Math.floor(cpus() / perProcess)));
+}
+
+/** Indices of the processes that own at least one mapping: the ones a supervisor starts. */
+export function owningProcesses(forwarding: readonly Mapping[], count: number): number[] {
+  return assignMappings(forwarding, count).flatMap((owned, i) => (owned.length > 0 ? [i] : []));
 }
 
 /** The shared subscription group of a mapping with `share`. */

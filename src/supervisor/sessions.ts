@@ -20,7 +20,7 @@ import type { Config } from '../config/schema';
 import type { Logger } from '../observability/logger';
 import { mqttClientOptions } from '../pipeline/1-mqtt-receive/mqtt-source';
 import { interceptAcks } from '../seams/mqtt-client';
-import { MAX_PROCESSES } from './plan';
+import { MAX_PROCESSES } from '../config/schema';
 
 export interface SessionProbeResult {
   readonly clientId: string;

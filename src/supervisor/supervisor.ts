@@ -15,7 +15,7 @@ import { startHttpServer } from '../observability/http';
 import type { Probe } from '../observability/http';
 import type { Logger } from '../observability/logger';
 import type { FromIngest, ProbeReply, ProbeRequest } from './ipc';
-import { INGEST_ENV, assignMappings, ingestClientId } from './plan';
+import { INGEST_ENV, ingestClientId, owningProcesses } from './plan';
 import { orphanCandidates, probeSessions } from './sessions';
 
 /** Supervisor exit codes beyond the single process's (0 clean, 1 failure, 2 config, 3 forced). */
@@ -110,9 +110,7 @@ export class Supervisor implements Probe {
 
   /** Indices of the processes that own at least one mapping. */
   plannedProcesses(cfg: Config = this.cfg): number[] {
-    return assignMappings(cfg.forwarding, this.opts.count)
-      .map((owned, i) => (owned.length > 0 ? i : -1))
-      .filter((i) => i >= 0);
+    return owningProcesses(cfg.forwarding, this.opts.count);
   }
 
   /** The processes running now (for the session check: their client ids are in use). */

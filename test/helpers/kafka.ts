@@ -107,6 +107,22 @@ export function idsOf(records: readonly { value: Buffer }[]): Map<number, number
   return seen;
 }
 
+/**
+ * Records whose id (the payload) is lower than an earlier one of the same key: with the MQTT
+ * topic as key, the records out of that topic's order in Kafka.
+ */
+export function outOfOrder(records: readonly KafkaRecord[]): number {
+  const last = new Map<string, number>();
+  let n = 0;
+  for (const r of records) {
+    const key = r.key?.toString() ?? '';
+    const id = Number(r.value.toString());
+    if (id < (last.get(key) ?? -1)) n++;
+    last.set(key, Math.max(id, last.get(key) ?? -1));
+  }
+  return n;
+}
+
 /** Marker record that createTopic leaves as the first record of the topic. */
 export const TOPIC_MARKER = '__created__';
 

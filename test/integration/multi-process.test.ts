@@ -19,7 +19,7 @@ import { MQTT_BROKER, REPO_ROOT, uniqueName } from '../helpers/env';
 import { testConfig, writeConfig } from '../helpers/forwarder';
 import type { ForwarderProcess, MappingSpec } from '../helpers/forwarder';
 import type { KafkaRecord } from '../helpers/kafka';
-import { TOPIC_MARKER, idsOf, markTopic, readUntil } from '../helpers/kafka';
+import { TOPIC_MARKER, idsOf, markTopic, outOfOrder, readUntil } from '../helpers/kafka';
 import { forwarderPool, ready, until } from '../helpers/kit';
 import { dropSession, publishMany, stream } from '../helpers/mqtt';
 
@@ -42,19 +42,6 @@ function tally(all: readonly KafkaRecord[], total: number): { lost: number[]; du
 
 function withoutMarker(records: readonly KafkaRecord[]): KafkaRecord[] {
   return records.filter((r) => r.value.toString() !== TOPIC_MARKER);
-}
-
-/** Records of one MQTT topic (the key) whose id is lower than one before it. */
-function outOfOrder(records: readonly KafkaRecord[]): number {
-  const last = new Map<string, number>();
-  let n = 0;
-  for (const r of records) {
-    const key = r.key?.toString() ?? '';
-    const id = Number(r.value.toString());
-    if (id < (last.get(key) ?? -1)) n++;
-    last.set(key, Math.max(id, last.get(key) ?? -1));
-  }
-  return n;
 }
 
 /** Per `process` label, the value of a series in a /metrics body. */

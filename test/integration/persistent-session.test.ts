@@ -11,8 +11,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { MQTT_BROKER, MQTT_PORT, REPO_ROOT, uniqueName } from '../helpers/env';
 import { testConfig, writeConfig } from '../helpers/forwarder';
-import type { KafkaRecord } from '../helpers/kafka';
-import { idsOf, readUntil } from '../helpers/kafka';
+import { idsOf, outOfOrder, readUntil } from '../helpers/kafka';
 import { forwarderPool, ready } from '../helpers/kit';
 import { dropSession, publishMany } from '../helpers/mqtt';
 import { stackCmd } from '../helpers/stack';
@@ -54,19 +53,6 @@ async function restartBroker(): Promise<void> {
     await stackCmd(['down', 'mosquitto']);
     await stackCmd(['up', 'mosquitto']);
   }
-}
-
-/** Records of each topic whose ids are not increasing (Kafka order of one MQTT topic). */
-function outOfOrder(records: readonly KafkaRecord[]): number {
-  const last = new Map<string, number>();
-  let n = 0;
-  for (const r of records) {
-    const key = r.key?.toString() ?? '';
-    const id = Number(r.value.toString());
-    if (id < (last.get(key) ?? -1)) n++;
-    last.set(key, Math.max(id, last.get(key) ?? -1));
-  }
-  return n;
 }
 
 const CASES = [

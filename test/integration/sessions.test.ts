@@ -55,12 +55,9 @@ function newSession(prefix: string): string {
   return id;
 }
 
-/** A test client of the session `clientId`, clean false; resolves with the CONNACK's flag. */
-async function connect(
-  clientId: string,
-  protocol: 4 | 5,
-): Promise<{ client: MqttClient; sessionPresent: boolean }> {
-  const opts: IClientOptions = {
+/** The options of a test client that resumes (or creates) the session `clientId`. */
+function sessionOptions(clientId: string, protocol: 4 | 5): IClientOptions {
+  return {
     host: MQTT_HOST,
     port: MQTT_PORT,
     protocolVersion: protocol,
@@ -70,7 +67,14 @@ async function connect(
     connectTimeout: 5_000,
     ...(protocol === 5 && { properties: { sessionExpiryInterval: EXPIRY_S } }),
   };
-  const client = mqtt.connect(opts);
+}
+
+/** A test client of the session `clientId`, clean false; resolves with the CONNACK's flag. */
+async function connect(
+  clientId: string,
+  protocol: 4 | 5,
+): Promise<{ client: MqttClient; sessionPresent: boolean }> {
+  const client = mqtt.connect(sessionOptions(clientId, protocol));
   clients.push(client);
   const sessionPresent = await new Promise<boolean>((resolve, reject) => {
     client.once('connect', (connack) => resolve(connack.sessionPresent));
@@ -103,16 +107,7 @@ async function sessionWithQueue(clientId: string, protocol: 4 | 5, qos: 1 | 2): 
 /** Resumes the session and returns the payloads it receives, once `QUEUED` distinct arrived. */
 async function resumeAndReceive(clientId: string, protocol: 4 | 5): Promise<string[]> {
   const received = new Set<string>();
-  const client = mqtt.connect({
-    host: MQTT_HOST,
-    port: MQTT_PORT,
-    protocolVersion: protocol,
-    clientId,
-    clean: false,
-    reconnectPeriod: 0,
-    connectTimeout: 5_000,
-    ...(protocol === 5 && { properties: { sessionExpiryInterval: EXPIRY_S } }),
-  });
+  const client = mqtt.connect(sessionOptions(clientId, protocol));
   clients.push(client);
   // Listening before the CONNACK: the broker sends the queue right after it.
   client.on('message', (_topic, payload) => received.add(payload.toString()));
