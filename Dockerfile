@@ -27,9 +27,10 @@ RUN apt-get update \
 ENV npm_config_nodedir=/usr/local
 WORKDIR /src
 COPY package.json package-lock.json ./
-# The _exit addon of the last-resort stop; package.json's postinstall builds it during npm ci.
+# native/: the _exit addon of the last-resort stop (package.json's postinstall builds it) and the
+# librdkafka patches, applied before node-rdkafka compiles it (native/install).
 COPY native ./native
-RUN npm ci --no-audit --no-fund
+RUN native/install
 COPY tsconfig.json ./
 COPY src ./src
 COPY bin ./bin

@@ -9,6 +9,9 @@
  *   that text against librdkafka's own err2str() of every code.
  * - err2str is reachable only through the binding's internal module `node-rdkafka/librdkafka`.
  * - CODES.ERRORS names every librdkafka error code.
+ * - The bundled librdkafka carries native/librdkafka's patches (applied at install, before
+ *   node-rdkafka compiles it): an idempotent producer whose partition is at its in-flight limit
+ *   no longer polls its socket with a zero timeout until Kafka answers.
  */
 import { CODES } from 'node-rdkafka';
 
