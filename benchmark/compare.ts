@@ -82,6 +82,7 @@ interface Opts {
   publisher: PublisherClient;
   processes: number;
   processLayout: ProcessLayout;
+  kafkaConfig: Record<string, string>;
   warmup: number;
   ceilings: boolean;
   ceilingSubscriber: SubscriberClient;
@@ -178,6 +179,7 @@ export function subjectConfig(
   mqttTopic: string,
   kafkaTopic: string,
   procs: SubjectProcesses = { processes: 1, layout: 'split', topics: 1 },
+  kafkaConfig: Record<string, string> = {},
 ): Record<string, unknown> {
   const layout = loadMappings({
     mapping: {
@@ -200,11 +202,26 @@ export function subjectConfig(
       client_id: '',
       protocol_version: protocol === 5 ? 5 : '3.1.1',
     },
-    kafka: { bootstrap_server: '127.0.0.1', port: kafkaPort },
+    kafka: {
+      bootstrap_server: '127.0.0.1',
+      port: kafkaPort,
+      ...(Object.keys(kafkaConfig).length > 0 ? { config: kafkaConfig } : {}),
+    },
     ...layout.top,
     forwarding: layout.forwarding,
     http: { host: '127.0.0.1', port: 0 },
   };
+}
+
+/** `a=1,b=x` → { a: '1', b: 'x' }; a pair without `=` is a usage error. */
+export function keyValues(v: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of v.split(',').filter((p) => p !== '')) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--kafka-config: '${pair}' is not key=value`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
 }
 
 /** A ProcSummary without its samples (they would only repeat the figure 30 times). */
@@ -277,6 +294,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     .addOption(publisherOption())
     .addOption(processesOption("this forwarder's top-level `processes` (the reference ignores it)"))
     .addOption(processLayoutOption())
+    .option(
+      '--kafka-config <k=v,...>',
+      "librdkafka properties for this forwarder's kafka.config (the reference ignores the key)",
+      (v: string, acc: Record<string, string>) => ({ ...acc, ...keyValues(v) }),
+      {},
+    )
     .option('--warmup <n>', 'uncounted messages through each subject first', int(0), 2000)
     .option('--no-ceilings', 'skip the MQTT-only ceiling of the capped cases')
     .addOption(
@@ -405,7 +428,9 @@ export async function main(argv: readonly string[]): Promise<void> {
       writeFileSync(
         configFile,
         `# Written by benchmark/compare.ts: read unchanged by this forwarder and by the reference.\n` +
-          stringify(subjectConfig(mqttPort, o.kafkaPort, protocol, mqttTopic, kafkaTopic, procs)),
+          stringify(
+            subjectConfig(mqttPort, o.kafkaPort, protocol, mqttTopic, kafkaTopic, procs, o.kafkaConfig),
+          ),
       );
       const run: { -readonly [K in keyof CompareRun]: CompareRun[K] } = {
         case: cs.name,
