@@ -9,11 +9,15 @@
  *   PUBACK, PUBREC and PUBCOMP are the only packets mqtt.js sends without keeping state.
  * - `handleMessage(packet, cb)` is where a QoS 0 PUBLISH waits before the next is read.
  * - `_trackIncomingQoS2Publish(id)` enforces the advertised receive maximum on QoS 2 ids.
+ * - `incomingStore` (a client option) keeps each inbound QoS 2 PUBLISH until its PUBREL; when
+ *   its `get()` fails at PUBREL, mqtt.js writes PUBCOMP at once, without 'message' or
+ *   `handleMessage`.
  * - `reschedulePing(force)` restarts the keepalive timer.
  * - `stream` is the socket; writes to it are not seen by mqtt.js.
  * - `options.reconnectPeriod` is read again before every reconnect attempt.
  */
-import type { IPublishPacket, MqttClient } from 'mqtt';
+import { Store } from 'mqtt';
+import type { IPublishPacket, IStore, MqttClient } from 'mqtt';
 import { DependencyDriftError, ERROR_CODES } from '../errors';
 
 export const PINNED_MQTT_VERSION = '5.16.0';
@@ -107,10 +111,8 @@ export function interceptAcks(client: MqttClient, hooks: AckInterception): RawCl
     if (packet.qos === 0) hooks.onQoS0(() => cb());
     else cb();
   };
-  c._trackIncomingQoS2Publish = (messageId) => {
-    c._incomingQoS2Ids.add(messageId);
-    return true;
-  };
+  // The window holds every unreleased QoS 2 message; mqtt.js need not track their ids.
+  c._trackIncomingQoS2Publish = () => true;
   return {
     send: (packet) => {
       if (packet['cmd'] === 'disconnect') hooks.beforeDisconnect();
@@ -123,6 +125,31 @@ export function interceptAcks(client: MqttClient, hooks: AckInterception): RawCl
       return true;
     },
   };
+}
+
+/**
+ * The `incomingStore` for a client whose acks the gate owns: it keeps nothing. mqtt.js's own
+ * store holds every inbound QoS 2 PUBLISH, payload included, from PUBLISH to PUBREL, and at
+ * PUBREL emits 'message', calls `handleMessage` and deletes it again; the forwarder's window
+ * already holds the message, and takes it at PUBLISH. With nothing kept, a PUBREL goes straight
+ * to PUBCOMP, as it always did for a PUBREL of an earlier connection.
+ */
+export function statelessIncomingStore(): IStore {
+  const notKept = new Error('the forwarder keeps no inbound QoS 2 state in mqtt.js');
+  return new (class extends Store {
+    override put(_packet: unknown, cb: () => void): this {
+      cb();
+      return this;
+    }
+    override get(_packet: unknown, cb: (err?: Error) => void): this {
+      cb(notKept);
+      return this;
+    }
+    override del(_packet: unknown, cb: (err?: Error) => void): this {
+      cb();
+      return this;
+    }
+  })();
 }
 
 /** The client's socket, for a shutdown that must half-close it itself. */

@@ -27,6 +27,7 @@ import {
   disableNagle,
   reconnectPeriod,
   setReconnectPeriod,
+  statelessIncomingStore,
 } from '../../src/seams/mqtt-client';
 import type { AckGateHooks } from '../../src/pipeline/6-mqtt-ack/ack-gate';
 import { MQTT_HOST, MQTT_PORT, REPO_ROOT, uniqueName } from '../helpers/env';
@@ -68,8 +69,9 @@ function options(s: SessionSpec): IClientOptions {
 async function connect(
   s: SessionSpec,
   install?: (client: MqttClient) => void,
+  extra: Partial<IClientOptions> = {},
 ): Promise<{ client: MqttClient; sessionPresent: boolean }> {
-  const client = mqtt.connect(options(s));
+  const client = mqtt.connect({ ...options(s), ...extra });
   clients.push(client);
   install?.(client);
   const sessionPresent = await new Promise<boolean>((resolve, reject) => {
@@ -89,7 +91,10 @@ async function connect(
   return { client, sessionPresent };
 }
 
-/** A client with the gate installed, recording what it sees and writes. */
+/**
+ * A client with the gate installed, and the incoming store the forwarder gives it, recording
+ * what it sees and writes and counting mqtt.js's 'message' events.
+ */
 async function connectGated(
   s: SessionSpec,
   admit: AckGateHooks['admit'] = (next) => next(),
@@ -99,15 +104,22 @@ async function connectGated(
   seen: IPublishPacket[];
   sent: string[];
   sessionPresent: boolean;
+  messageEvents: () => number;
 }> {
   const seen: IPublishPacket[] = [];
   const sent: string[] = [];
   let gate: AckGate | undefined;
-  const { client, sessionPresent } = await connect(s, (c) => {
-    gate = new AckGate(c, { onPublish: (packet) => seen.push(packet), admit });
-  });
+  let messages = 0;
+  const { client, sessionPresent } = await connect(
+    s,
+    (c) => {
+      gate = new AckGate(c, { onPublish: (packet) => seen.push(packet), admit });
+      c.on('message', () => messages++);
+    },
+    { incomingStore: statelessIncomingStore() },
+  );
   recordWrites(client, s.protocol, sent);
-  return { client, gate: gate!, seen, sent, sessionPresent };
+  return { client, gate: gate!, seen, sent, sessionPresent, messageEvents: () => messages };
 }
 
 /**
@@ -290,6 +302,8 @@ for (const protocol of PROTOCOLS) {
               () => b.sent.filter((c) => c === 'pubcomp').length >= count,
               SEEN,
             );
+            // The stateless incoming store kept no PUBLISH, so mqtt.js had none to emit at PUBREL.
+            assert.equal(b.messageEvents(), 0, "no 'message' event at PUBREL");
           }
           await barrier(b.client, topic);
           await endForced(b.client);

@@ -13,6 +13,7 @@ import {
   disableNagle,
   reconnectPeriod,
   setReconnectPeriod,
+  statelessIncomingStore,
 } from '../../seams/mqtt-client';
 
 /** What the broker's session holds for one filter of ours, as its SUBACK told us. */
@@ -486,6 +487,7 @@ export function mqttClientOptions(c: Config['mqtt'], log: Logger): IClientOption
     // stretches the delay of such retries to reconnect_max_ms.
     reconnectOnConnackError: true,
     queueQoSZero: false,
+    incomingStore: statelessIncomingStore(),
     // mqtt.js calls its debug logger several times per packet; even disabled, that costs
     // more per message than our routing. Its lines say nothing our own logs do not.
     log: () => undefined,
