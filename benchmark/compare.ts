@@ -596,6 +596,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         publisher: o.publisher,
         warmup: o.warmup,
         ...(o.processes > 1 ? { processes: o.processes, processLayout: o.processLayout } : {}),
+        ...(Object.keys(o.kafkaConfig).length > 0 ? { kafkaConfig: o.kafkaConfig } : {}),
         repeat: o.repeat,
         subjects: o.subjects,
         ceilingSubscriber: o.ceilingSubscriber,
