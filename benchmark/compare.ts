@@ -429,7 +429,15 @@ export async function main(argv: readonly string[]): Promise<void> {
         configFile,
         `# Written by benchmark/compare.ts: read unchanged by this forwarder and by the reference.\n` +
           stringify(
-            subjectConfig(mqttPort, o.kafkaPort, protocol, mqttTopic, kafkaTopic, procs, o.kafkaConfig),
+            subjectConfig(
+              mqttPort,
+              o.kafkaPort,
+              protocol,
+              mqttTopic,
+              kafkaTopic,
+              procs,
+              o.kafkaConfig,
+            ),
           ),
       );
       const run: { -readonly [K in keyof CompareRun]: CompareRun[K] } = {
