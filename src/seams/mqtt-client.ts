@@ -1,6 +1,6 @@
 /**
  * Seam: every use of mqtt.js beyond its public API. mqtt.js is pinned to exactly
- * PINNED_MQTT_VERSION, and test/integration/ack-gate-contract.test.ts checks the installed
+ * PINNED_MQTT_VERSION, and test/integration/seam-mqtt-client.test.ts checks the installed
  * version and each behaviour below against a real broker, so an upgrade fails a named test
  * instead of corrupting acks.
  *
@@ -8,7 +8,8 @@
  * - `_sendPacket(packet, cb)` writes every outgoing packet; its callback lets mqtt.js read on.
  *   PUBACK, PUBREC and PUBCOMP are the only packets mqtt.js sends without keeping state.
  * - `handleMessage(packet, cb)` is where a QoS 0 PUBLISH waits before the next is read.
- * - `_trackIncomingQoS2Publish(id)` enforces the advertised receive maximum on QoS 2 ids.
+ * - `_trackIncomingQoS2Publish(id)` enforces the advertised receive maximum on QoS 2 ids; the
+ *   ids it records serve only that check and the clean-up of the incoming store.
  * - `incomingStore` (a client option) keeps each inbound QoS 2 PUBLISH until its PUBREL; when
  *   its `get()` fails at PUBREL, mqtt.js writes PUBCOMP at once, without 'message' or
  *   `handleMessage`.
@@ -31,7 +32,6 @@ type SendPacket = (
 interface ClientInternals {
   _sendPacket: SendPacket;
   _trackIncomingQoS2Publish: (messageId: number, done: () => void, pump?: unknown) => boolean;
-  _incomingQoS2Ids: Set<number>;
   reschedulePing: (force?: boolean) => void;
   handleMessage: (packet: IPublishPacket, cb: (err?: Error) => void) => void;
   stream?: NodeJS.ReadWriteStream & { destroyed?: boolean };
@@ -73,12 +73,6 @@ function internals(client: MqttClient): ClientInternals {
         `mqtt.js has no ${name}(); the ack gate needs mqtt ${PINNED_MQTT_VERSION} exactly`,
       );
     }
-  }
-  if (!(c._incomingQoS2Ids instanceof Set)) {
-    throw new DependencyDriftError(
-      ERROR_CODES.mqttInternals,
-      `mqtt.js has no _incomingQoS2Ids set; need mqtt ${PINNED_MQTT_VERSION}`,
-    );
   }
   return c;
 }

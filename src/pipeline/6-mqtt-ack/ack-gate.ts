@@ -22,7 +22,7 @@
  *   connection beyond it; mosquitto 2.0.11 overshoots it under backlog (DESIGN.md). The
  *   forwarder's window is the real bound, so that check is relaxed.
  *
- * test/integration/ack-gate-contract.test.ts fails loudly if a mqtt.js upgrade changes any of it.
+ * test/integration/seam-mqtt-client.test.ts fails loudly if a mqtt.js upgrade changes any of it.
  */
 import { performance } from 'node:perf_hooks';
 import type { IPublishPacket, MqttClient } from 'mqtt';
@@ -64,7 +64,7 @@ export class AckGate {
   private readonly raw: RawClient;
   private stallTimer: NodeJS.Timeout | undefined;
   private holding = false;
-  /** PUBCOMPs of this I/O turn, written together (see flushPubcomps). */
+  /** PUBCOMPs not yet written, in PUBREL order (see schedulePubcomps). */
   private pubcomps: number[] = [];
   private pubcompFlush: NodeJS.Immediate | undefined;
   private pubcompTimer: NodeJS.Timeout | undefined;
