@@ -68,12 +68,14 @@ export class AckGate {
   private pubcomps: number[] = [];
   private pubcompFlush: NodeJS.Immediate | undefined;
   private pubcompTimer: NodeJS.Timeout | undefined;
-  /** performance.now() of the last write that carried PUBCOMPs. */
+  /** `now()` of the last write that carried PUBCOMPs. */
   private lastPubcompWrite = -Infinity;
 
+  /** `now`: the clock of the PUBCOMP gap, in ms (a test's own clock makes the gap exact). */
   constructor(
     private readonly client: MqttClient,
     hooks: AckGateHooks,
+    private readonly now: () => number = () => performance.now(),
   ) {
     const admit = (next: () => void): void => {
       let resumed = false;
@@ -124,7 +126,7 @@ export class AckGate {
   /** Next I/O turn, or the end of PUBCOMP_GAP_MS after the last PUBCOMP write. */
   private schedulePubcomps(): void {
     if (this.pubcompFlush !== undefined || this.pubcompTimer !== undefined) return;
-    const wait = this.lastPubcompWrite + PUBCOMP_GAP_MS - performance.now();
+    const wait = this.lastPubcompWrite + PUBCOMP_GAP_MS - this.now();
     if (wait <= 0) {
       this.pubcompFlush = setImmediate(() => this.flushPubcomps());
     } else {
@@ -167,7 +169,7 @@ export class AckGate {
       out.writeUInt16BE(id, off + 2);
       off += ACK_BYTES;
     }
-    this.lastPubcompWrite = performance.now();
+    this.lastPubcompWrite = this.now();
     return off;
   }
 
