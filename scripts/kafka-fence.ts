@@ -8,6 +8,7 @@
  * A drain slower than --stall-seconds counts as a stall. Bounded: every wait has a deadline.
  */
 import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { uniqueName } from '../test/helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../test/helpers/forwarder';
 import { createTopic, idsOf, readAll } from '../test/helpers/kafka';
@@ -25,6 +26,23 @@ interface RunResult {
    * never emptied in time.
    */
   readonly drainMs: number | undefined;
+}
+
+/**
+ * `--hold-pid-file`: instead of SIGSTOPping Kafka, signal a hold proxy between the broker and its
+ * controller listener (SIGUSR1 hold, SIGUSR2 release): the broker keeps serving clients while the
+ * controller fences it for missed heartbeats, as a starved JVM does.
+ */
+let holdPidFile: string | undefined;
+
+function fence(): void {
+  if (holdPidFile === undefined) freezeKafka();
+  else process.kill(Number(readFileSync(holdPidFile, 'utf8').trim()), 'SIGUSR1');
+}
+
+function unfence(): void {
+  if (holdPidFile === undefined) thawKafka();
+  else process.kill(Number(readFileSync(holdPidFile, 'utf8').trim()), 'SIGUSR2');
 }
 
 async function oneRun(run: number, freezeMs: number, messages: number, stallMs: number) {
@@ -52,9 +70,9 @@ async function oneRun(run: number, freezeMs: number, messages: number, stallMs: 
       await sleep(100);
       if (!frozen && Date.now() - start > 3_000) {
         frozen = true;
-        freezeKafka();
+        fence();
         setTimeout(() => {
-          thawKafka();
+          unfence();
           thawedAt = Date.now();
         }, freezeMs).unref();
       }
@@ -78,7 +96,7 @@ async function oneRun(run: number, freezeMs: number, messages: number, stallMs: 
     );
     return { run, freezeMs, published, inKafka: ids.size, drainMs } satisfies RunResult;
   } finally {
-    thawKafka();
+    unfence();
     await fwd.stop('SIGTERM', 20_000);
   }
 }
@@ -89,8 +107,16 @@ async function main(): Promise<void> {
     .option('--messages <n>', 'messages per run', '6000')
     .option('--freeze-ms <list>', 'freeze lengths, used in turn', '4000,6000,8000,10000,12000')
     .option('--stall-seconds <s>', 'a drain slower than this counts as a stall', '30')
+    .option('--hold-pid-file <file>', 'fence by holding this proxy (broker to controller) instead of SIGSTOP')
     .parse()
-    .opts<{ runs: string; messages: string; freezeMs: string; stallSeconds: string }>();
+    .opts<{
+      runs: string;
+      messages: string;
+      freezeMs: string;
+      stallSeconds: string;
+      holdPidFile?: string;
+    }>();
+  holdPidFile = o.holdPidFile;
   const freezes = o.freezeMs.split(',').map(Number);
   const stallMs = Number(o.stallSeconds) * 1_000;
   let stalls = 0;
