@@ -26,6 +26,9 @@ interface RunResult {
    * never emptied in time.
    */
   readonly drainMs: number | undefined;
+  /** Log lines of librdkafka's "all broker connections are down" and of a replaced client. */
+  readonly allBrokersDown: number;
+  readonly clientLost: number;
 }
 
 /**
@@ -45,12 +48,18 @@ function unfence(): void {
   else process.kill(Number(readFileSync(holdPidFile, 'utf8').trim()), 'SIGUSR2');
 }
 
-async function oneRun(run: number, freezeMs: number, messages: number, stallMs: number) {
+async function oneRun(
+  run: number,
+  freezeMs: number,
+  messages: number,
+  stallMs: number,
+  workers: number,
+) {
   const name = uniqueName('fence');
   await createTopic(name, { 'retention.ms': '3600000' });
   const config = testConfig(
     [{ name: 'f', mqtt: { topic: `${name}/#`, qos: 1 }, kafka: { topic: name } }],
-    { dispatch: { workers: 2 }, mqtt: { client_id: name }, log_level: 'info' },
+    { dispatch: { workers }, mqtt: { client_id: name }, log_level: 'info' },
   );
   const fwd = new ForwarderProcess(writeConfig(config));
   let published = 0;
@@ -94,7 +103,17 @@ async function oneRun(run: number, freezeMs: number, messages: number, stallMs: 
     const ids = idsOf(
       (await readAll(name, 60_000)).filter((r) => /^\d+$/.test(r.value.toString())),
     );
-    return { run, freezeMs, published, inKafka: ids.size, drainMs } satisfies RunResult;
+    const count = (pred: (l: Record<string, unknown>) => boolean) =>
+      fwd.lines.filter((l) => pred(l as unknown as Record<string, unknown>)).length;
+    return {
+      run,
+      freezeMs,
+      published,
+      inKafka: ids.size,
+      drainMs,
+      allBrokersDown: count((l) => String(l['msg']).includes('all broker connections are down')),
+      clientLost: count((l) => l['code'] === 'ERR_KAFKA_CLIENT_LOST'),
+    } satisfies RunResult;
   } finally {
     unfence();
     await fwd.stop('SIGTERM', 20_000);
@@ -107,7 +126,11 @@ async function main(): Promise<void> {
     .option('--messages <n>', 'messages per run', '6000')
     .option('--freeze-ms <list>', 'freeze lengths, used in turn', '4000,6000,8000,10000,12000')
     .option('--stall-seconds <s>', 'a drain slower than this counts as a stall', '30')
-    .option('--hold-pid-file <file>', 'fence by holding this proxy (broker to controller) instead of SIGSTOP')
+    .option('--workers <n>', 'producer lanes (dispatch.workers)', '2')
+    .option(
+      '--hold-pid-file <file>',
+      'fence by holding this proxy (broker to controller) instead of SIGSTOP',
+    )
     .parse()
     .opts<{
       runs: string;
@@ -115,6 +138,7 @@ async function main(): Promise<void> {
       freezeMs: string;
       stallSeconds: string;
       holdPidFile?: string;
+      workers: string;
     }>();
   holdPidFile = o.holdPidFile;
   const freezes = o.freezeMs.split(',').map(Number);
@@ -123,7 +147,13 @@ async function main(): Promise<void> {
   let lost = 0;
   for (let run = 1; run <= Number(o.runs); run++) {
     await waitKafkaWritable();
-    const r = await oneRun(run, freezes[(run - 1) % freezes.length]!, Number(o.messages), stallMs);
+    const r = await oneRun(
+      run,
+      freezes[(run - 1) % freezes.length]!,
+      Number(o.messages),
+      stallMs,
+      Number(o.workers),
+    );
     const stalled = r.drainMs === undefined || r.drainMs > stallMs;
     if (stalled) stalls++;
     lost += r.published - r.inKafka;

@@ -1,4 +1,6 @@
 'use strict';
+/* global require, process, console, setTimeout, clearTimeout */
+/* eslint-disable @typescript-eslint/no-require-imports */
 /**
  * A TCP proxy on 127.0.0.1 that can hold (not forward) bytes in both directions while keeping
  * every connection open. Put between Kafka's broker and its KRaft controller listener, a hold

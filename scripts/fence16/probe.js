@@ -1,4 +1,6 @@
 'use strict';
+/* global require, process, console, Buffer, setTimeout, setInterval, clearInterval */
+/* eslint-disable @typescript-eslint/no-require-imports */
 /**
  * Issue 16 probe: LANES idempotent node-rdkafka producers with the forwarder's settings produce
  * about RATE msg/s (keyed by 8 "MQTT topics", hashed to lanes) to TOPIC on 127.0.0.1:KAFKA_PORT.
@@ -35,10 +37,13 @@ const t0 = Date.now();
 const now = () => Date.now() - t0;
 const out = (o) => console.log(JSON.stringify({ t: now(), ...o }));
 
-setTimeout(() => {
-  out({ event: 'safety-exit' });
-  process.exit(3);
-}, (DURATION_S + DRAIN_S + 40) * 1000).unref();
+setTimeout(
+  () => {
+    out({ event: 'safety-exit' });
+    process.exit(3);
+  },
+  (DURATION_S + DRAIN_S + 40) * 1000,
+).unref();
 
 let fenceAt = 0;
 let unfenceAt = 0;
@@ -78,9 +83,17 @@ function makeLane(i) {
   p.on('event.stats', (ev) => {
     try {
       const s = JSON.parse(ev.message);
-      const brokers = Object.values(s.brokers ?? {}).map((b) => `${b.name}:${b.state}:${b.outbuf_cnt}/${b.waitresp_cnt}`);
+      const brokers = Object.values(s.brokers ?? {}).map(
+        (b) => `${b.name}:${b.state}:${b.outbuf_cnt}/${b.waitresp_cnt}`,
+      );
       const tp = s.topics?.[TOPIC]?.partitions?.['0'];
-      lane.stats = { brokers, msgq: tp?.msgq_cnt, xmitq: tp?.xmit_msgq_cnt, leader: tp?.leader, eos: s.eos };
+      lane.stats = {
+        brokers,
+        msgq: tp?.msgq_cnt,
+        xmitq: tp?.xmit_msgq_cnt,
+        leader: tp?.leader,
+        eos: s.eos,
+      };
     } catch {
       /* ignore */
     }
@@ -171,7 +184,11 @@ async function main() {
   const producer = setInterval(() => {
     for (let k = 0; k < perTick; k++, n++) {
       const key = `mqtt/s/${n % 8}`;
-      produce(lanes[laneOf(key)], { key: Buffer.from(key), value: Buffer.from(String(n)), attempts: 0 });
+      produce(lanes[laneOf(key)], {
+        key: Buffer.from(key),
+        value: Buffer.from(String(n)),
+        attempts: 0,
+      });
     }
   }, 100);
 
@@ -207,7 +224,13 @@ async function main() {
     maxGapEndedAt: l.maxGapAt,
     errors: l.errors,
   }));
-  out({ event: 'summary', fenceAt, unfenceAt, summary, stalledLanes: summary.filter((s) => s.maxGapMs > 30000 || s.unconfirmed > 0).length });
+  out({
+    event: 'summary',
+    fenceAt,
+    unfenceAt,
+    summary,
+    stalledLanes: summary.filter((s) => s.maxGapMs > 30000 || s.unconfirmed > 0).length,
+  });
   for (const l of lanes) {
     if (FREEZE_PID) process.kill(FREEZE_PID, 'SIGCONT');
     await new Promise((r) => l.p.disconnect(5000, () => r()));
