@@ -8,6 +8,7 @@
  * A drain slower than --stall-seconds counts as a stall. Bounded: every wait has a deadline.
  */
 import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { uniqueName } from '../test/helpers/env';
 import { ForwarderProcess, testConfig, writeConfig } from '../test/helpers/forwarder';
 import { createTopic, idsOf, readAll } from '../test/helpers/kafka';
@@ -25,14 +26,40 @@ interface RunResult {
    * never emptied in time.
    */
   readonly drainMs: number | undefined;
+  /** Log lines of librdkafka's "all broker connections are down" and of a replaced client. */
+  readonly allBrokersDown: number;
+  readonly clientLost: number;
 }
 
-async function oneRun(run: number, freezeMs: number, messages: number, stallMs: number) {
+/**
+ * `--hold-pid-file`: instead of SIGSTOPping Kafka, signal a hold proxy between the broker and its
+ * controller listener (SIGUSR1 hold, SIGUSR2 release): the broker keeps serving clients while the
+ * controller fences it for missed heartbeats, as a starved JVM does.
+ */
+let holdPidFile: string | undefined;
+
+function fence(): void {
+  if (holdPidFile === undefined) freezeKafka();
+  else process.kill(Number(readFileSync(holdPidFile, 'utf8').trim()), 'SIGUSR1');
+}
+
+function unfence(): void {
+  if (holdPidFile === undefined) thawKafka();
+  else process.kill(Number(readFileSync(holdPidFile, 'utf8').trim()), 'SIGUSR2');
+}
+
+async function oneRun(
+  run: number,
+  freezeMs: number,
+  messages: number,
+  stallMs: number,
+  workers: number,
+) {
   const name = uniqueName('fence');
   await createTopic(name, { 'retention.ms': '3600000' });
   const config = testConfig(
     [{ name: 'f', mqtt: { topic: `${name}/#`, qos: 1 }, kafka: { topic: name } }],
-    { dispatch: { workers: 2 }, mqtt: { client_id: name }, log_level: 'info' },
+    { dispatch: { workers }, mqtt: { client_id: name }, log_level: 'info' },
   );
   const fwd = new ForwarderProcess(writeConfig(config));
   let published = 0;
@@ -52,9 +79,9 @@ async function oneRun(run: number, freezeMs: number, messages: number, stallMs: 
       await sleep(100);
       if (!frozen && Date.now() - start > 3_000) {
         frozen = true;
-        freezeKafka();
+        fence();
         setTimeout(() => {
-          thawKafka();
+          unfence();
           thawedAt = Date.now();
         }, freezeMs).unref();
       }
@@ -76,9 +103,19 @@ async function oneRun(run: number, freezeMs: number, messages: number, stallMs: 
     const ids = idsOf(
       (await readAll(name, 60_000)).filter((r) => /^\d+$/.test(r.value.toString())),
     );
-    return { run, freezeMs, published, inKafka: ids.size, drainMs } satisfies RunResult;
+    const count = (pred: (l: Record<string, unknown>) => boolean) =>
+      fwd.lines.filter((l) => pred(l as unknown as Record<string, unknown>)).length;
+    return {
+      run,
+      freezeMs,
+      published,
+      inKafka: ids.size,
+      drainMs,
+      allBrokersDown: count((l) => String(l['msg']).includes('all broker connections are down')),
+      clientLost: count((l) => l['code'] === 'ERR_KAFKA_CLIENT_LOST'),
+    } satisfies RunResult;
   } finally {
-    thawKafka();
+    unfence();
     await fwd.stop('SIGTERM', 20_000);
   }
 }
@@ -89,15 +126,34 @@ async function main(): Promise<void> {
     .option('--messages <n>', 'messages per run', '6000')
     .option('--freeze-ms <list>', 'freeze lengths, used in turn', '4000,6000,8000,10000,12000')
     .option('--stall-seconds <s>', 'a drain slower than this counts as a stall', '30')
+    .option('--workers <n>', 'producer lanes (dispatch.workers)', '2')
+    .option(
+      '--hold-pid-file <file>',
+      'fence by holding this proxy (broker to controller) instead of SIGSTOP',
+    )
     .parse()
-    .opts<{ runs: string; messages: string; freezeMs: string; stallSeconds: string }>();
+    .opts<{
+      runs: string;
+      messages: string;
+      freezeMs: string;
+      stallSeconds: string;
+      holdPidFile?: string;
+      workers: string;
+    }>();
+  holdPidFile = o.holdPidFile;
   const freezes = o.freezeMs.split(',').map(Number);
   const stallMs = Number(o.stallSeconds) * 1_000;
   let stalls = 0;
   let lost = 0;
   for (let run = 1; run <= Number(o.runs); run++) {
     await waitKafkaWritable();
-    const r = await oneRun(run, freezes[(run - 1) % freezes.length]!, Number(o.messages), stallMs);
+    const r = await oneRun(
+      run,
+      freezes[(run - 1) % freezes.length]!,
+      Number(o.messages),
+      stallMs,
+      Number(o.workers),
+    );
     const stalled = r.drainMs === undefined || r.drainMs > stallMs;
     if (stalled) stalls++;
     lost += r.published - r.inKafka;

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   kafkaAuth: 'ERR_KAFKA_AUTH',
   kafkaClient: 'ERR_KAFKA_CLIENT',
   kafkaUnreachable: 'ERR_KAFKA_UNREACHABLE',
+  kafkaClientLost: 'ERR_KAFKA_CLIENT_LOST',
   kafkaRetry: 'ERR_KAFKA_RETRY',
   kafkaDuplicateReport: 'ERR_KAFKA_DUPLICATE_REPORT',
   kafkaDelivery: 'ERR_KAFKA_DELIVERY',

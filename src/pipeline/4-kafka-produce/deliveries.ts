@@ -36,6 +36,8 @@ interface InFlight {
   awaiting: boolean;
   /** Attempts made alone, after the broker refused the batch this record was in as too large. */
   isolated?: number;
+  /** The client generation (DeliveryClient.generation) the pending attempt was produced on. */
+  generation?: number;
 }
 
 interface BatchState {
@@ -61,6 +63,8 @@ export interface DeliveryClient {
   delivered(): void;
   /** The first record awaiting its delivery report since none was: poll soon. */
   awaiting(): void;
+  /** Changes whenever the client is replaced: a report from an earlier client is stale. */
+  generation(): number;
 }
 
 export class Deliveries {
@@ -68,6 +72,8 @@ export class Deliveries {
   private inFlight = 0;
   private readonly isolationQueue: InFlight[] = [];
   private isolating: InFlight | undefined;
+  /** Every record produced whose delivery report has not arrived: what detach() hands over. */
+  private readonly pending = new Set<InFlight>();
 
   constructor(
     private readonly client: DeliveryClient,
@@ -99,6 +105,8 @@ export class Deliveries {
     try {
       client.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec, rec.headers);
       rec.awaiting = true;
+      rec.generation = this.client.generation();
+      this.pending.add(rec);
       if (++this.inFlight === 1) this.client.awaiting();
     } catch (err) {
       // Shutting down ("Producer not connected"): leave it unconfirmed, never acknowledged.
@@ -127,9 +135,30 @@ export class Deliveries {
     this.produce(rec);
   }
 
-  /** librdkafka's delivery report for one produced record. */
-  onReport(err: LibrdKafkaError | null, report: DeliveryReport): void {
+  /**
+   * The client lost for good (kafka-producer.ts, replaceLostClient): every record awaiting a
+   * report from it is detached, so that a late report from that client is ignored, and is
+   * produced again with produceAgain() once the next client connected.
+   */
+  detach(): InFlight[] {
+    const recs = [...this.pending];
+    this.pending.clear();
+    for (const rec of recs) rec.awaiting = false;
+    this.inFlight -= recs.length;
+    return recs;
+  }
+
+  /** Produces detached records again, on the current client. */
+  produceAgain(recs: readonly InFlight[]): void {
+    for (const rec of recs) this.produce(rec);
+  }
+
+  /** librdkafka's delivery report for one produced record, from client `generation`. */
+  onReport(err: LibrdKafkaError | null, report: DeliveryReport, generation?: number): void {
     const rec = report.opaque as InFlight;
+    // A report from a replaced client for a record detached from it: the record was produced
+    // again (or is about to be) on the current client, whose report settles it.
+    if (generation !== undefined && rec.generation !== generation) return;
     if (!rec.awaiting) {
       const n = this.errorLog.take();
       if (n >= 0)
@@ -140,6 +169,7 @@ export class Deliveries {
       return;
     }
     rec.awaiting = false;
+    this.pending.delete(rec);
     this.inFlight--;
     if (rec === this.isolating) {
       this.isolating = undefined;

@@ -26,6 +26,11 @@ const IDLE_POLL_MS = 250;
  * JS 100 per event-loop turn: a few turns, bounded in case a record was re-produced meanwhile.
  */
 const REPORTS_AFTER_FLUSH_MS = 1_000;
+/**
+ * Consecutive statistics (STATS_INTERVAL_MS apart) in which the client knows no broker at all,
+ * not even a bootstrap one, before it is replaced: see replaceLostClient.
+ */
+const LOST_CLIENT_SAMPLES = 2;
 
 /**
  * One Kafka producer's life: connect (a new client per attempt, with backoff), readiness,
@@ -63,6 +68,13 @@ export class KafkaProducerRunner {
   private pollTimer: NodeJS.Timeout | undefined;
   /** performance.now() at which the pending poll fires. */
   private pollAt = 0;
+  /** Incremented for every client created; a client's events carry the value it was made with. */
+  private generation = 0;
+  /** Statistics in a row in which the current client knew no broker at all. */
+  private lostSamples = 0;
+  private replacing = false;
+  /** disconnect() of replaced clients; shutdown waits for them (a pending native call). */
+  private readonly retired: Promise<void>[] = [];
 
   constructor(
     private readonly init: WorkerInit,
@@ -80,6 +92,7 @@ export class KafkaProducerRunner {
           this.reportStatus();
         },
         awaiting: () => this.pollIn(this.init.pollIntervalMs),
+        generation: () => this.generation,
       },
       log,
     );
@@ -94,6 +107,8 @@ export class KafkaProducerRunner {
    * Kafka never confirmed.
    */
   private createProducer(): Producer {
+    const generation = ++this.generation;
+    const current = () => generation === this.generation;
     const producer = new Producer(
       {
         // librdkafka reports broker connection states only through its statistics; they tell
@@ -116,9 +131,14 @@ export class KafkaProducerRunner {
       } as ConstructorParameters<typeof Producer>[0],
       this.init.topic as ConstructorParameters<typeof Producer>[1],
     );
-    producer.on('event.stats', (ev: { message: string }) => this.onStats(ev.message));
-    producer.on('delivery-report', (err, report) => this.deliveries.onReport(err, report));
+    producer.on('event.stats', (ev: { message: string }) => {
+      if (current()) this.onStats(ev.message);
+    });
+    producer.on('delivery-report', (err, report) =>
+      this.deliveries.onReport(err, report, generation),
+    );
     producer.on('event.error', (err: LibrdKafkaError) => {
+      if (!current()) return;
       const code = errorCodeOf(err);
       const auth = isAuthenticationError(code);
       if (auth) {
@@ -219,12 +239,61 @@ export class KafkaProducerRunner {
       const stats = JSON.parse(json) as {
         brokers?: Record<string, { state?: string; nodeid?: number }>;
       };
-      const brokers = Object.values(stats.brokers ?? {}).filter((b) => (b.nodeid ?? -1) >= 0);
-      this.brokersUp = brokers.length === 0 || brokers.some((b) => b.state === 'UP');
+      const known = Object.values(stats.brokers ?? {});
+      const brokers = known.filter((b) => (b.nodeid ?? -1) >= 0);
+      this.brokersUp =
+        known.length > 0 && (brokers.length === 0 || brokers.some((b) => b.state === 'UP'));
+      this.lostSamples = known.length === 0 && this.connected ? this.lostSamples + 1 : 0;
     } catch {
       return;
     }
     this.reportStatus();
+    if (this.lostSamples >= LOST_CLIENT_SAMPLES) void this.replaceLostClient();
+  }
+
+  /**
+   * librdkafka (2.10+) removes every broker a Metadata response does not list. A KRaft
+   * controller that fenced its only broker (missed heartbeats: a starved JVM) makes that broker
+   * answer Metadata with no broker at all, so the client drops it; it then re-bootstraps when
+   * its last broker goes down, but a race can cancel that re-bootstrap: the thread of the dropped
+   * broker schedules it while the main thread is still parsing that Metadata response, whose
+   * success then stops the timer, and the in-progress flag stays set, so no later re-bootstrap
+   * is scheduled. The client then knows no broker, sends nothing and recovers never (issue 16:
+   * one lane confirmed nothing after a 0.1 s fence). Its statistics show no broker at all;
+   * after LOST_CLIENT_SAMPLES of them this replaces the client: the records awaiting its
+   * reports are detached and produced again on a new client (at least once: duplicates
+   * possible, nothing lost), and the lost client gets one more native call, disconnect().
+   */
+  private async replaceLostClient(): Promise<void> {
+    if (this.replacing || this.stopping || this.closing) return;
+    this.replacing = true;
+    this.lostSamples = 0;
+    const lost = this.producer;
+    const records = this.deliveries.detach();
+    this.log.warn(
+      { code: ERROR_CODES.kafkaClientLost, records: records.length },
+      'kafka producer knows no broker any more (librdkafka did not re-bootstrap); replacing the client',
+    );
+    this.producer = this.createProducer();
+    this.retired.push(
+      new Promise<void>((resolve) => {
+        try {
+          lost.disconnect(0, () => resolve());
+        } catch {
+          resolve();
+        }
+      }),
+    );
+    try {
+      await this.connectLoop();
+    } finally {
+      this.replacing = false;
+    }
+    // Stopping meanwhile: the records stay unconfirmed, never acknowledged (redelivered).
+    if (this.stopping || this.closing) return;
+    this.log.info({ records: records.length }, 'kafka producer replaced; producing again');
+    this.deliveries.produceAgain(records);
+    this.pollIn(this.init.pollIntervalMs);
   }
 
   /** Tells the owner whether this producer can deliver now (connected, a broker reachable). */
@@ -292,6 +361,11 @@ export class KafkaProducerRunner {
   }
 
   private async close(flushTimeoutMs: number): Promise<'closed' | 'abandoned'> {
+    await Promise.all(this.retired);
+    if (this.replacing) {
+      // A replacement client's connect attempt is pending: as for the first one, abandoned.
+      return 'abandoned';
+    }
     if (!this.connected) {
       // Between attempts (backoff wait, woken above) the loop ends without a native call.
       const settled = await Promise.race([
