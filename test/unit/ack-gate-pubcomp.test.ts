@@ -66,7 +66,10 @@ describe('ack gate: PUBCOMP writes', () => {
     ]);
   });
 
-  test('within 1 ms of a PUBCOMP write the next waits, and rides on an ack write meanwhile', async () => {
+  // Whether a held PUBCOMP's timer fires before a given I/O turn depends on real time, so these
+  // tests observe only what follows from the order of calls: a PUBCOMP pending when acks are
+  // written goes with them, and its own scheduled write is cancelled.
+  test('within 1 ms of a PUBCOMP write the next rides on an ack write, and is written once', async () => {
     const { client, writes, pubrel } = fakeClient();
     const clock = testClock();
     const gate = new AckGate(
@@ -79,15 +82,13 @@ describe('ack gate: PUBCOMP writes', () => {
     assert.equal(writes.length, 1);
     clock.advance(0.5);
     pubrel(2);
-    await immediate();
-    assert.equal(writes.length, 1, 'a second PUBCOMP-only write within the gap waits');
     gate.release([{ qos: 1, messageId: 7, conn: gate.connection }]);
     assert.deepEqual(acks(writes[1]!), [
       [PUBCOMP, 2],
       [PUBACK, 7],
     ]);
     await sleep(5);
-    assert.equal(writes.length, 2, 'nothing left to write after the gap');
+    assert.equal(writes.length, 2, 'its own write was cancelled');
   });
 
   test('a PUBCOMP held by the gap is written when the gap ends; after a quiet gap at once', async () => {
@@ -98,8 +99,6 @@ describe('ack gate: PUBCOMP writes', () => {
     await immediate();
     clock.advance(0.5);
     pubrel(2);
-    await immediate();
-    assert.equal(writes.length, 1, 'held');
     await sleep(10);
     assert.deepEqual(writes.map(acks), [[[PUBCOMP, 1]], [[PUBCOMP, 2]]]);
     clock.advance(1);
