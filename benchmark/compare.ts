@@ -28,6 +28,7 @@ import {
   processesOption,
   protocolOf,
   publisherOption,
+  splitKeyValue,
 } from './options';
 import { describeCappedBroker, describeProbe, formatCompare } from './report/compare-table';
 import { formatReport } from './report/format';
@@ -215,13 +216,12 @@ export function subjectConfig(
 
 /** `a=1,b=x` → { a: '1', b: 'x' }; a pair without `=` is a usage error. */
 export function keyValues(v: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of v.split(',').filter((p) => p !== '')) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--kafka-config: '${pair}' is not key=value`);
-    out[pair.slice(0, eq)] = pair.slice(eq + 1);
-  }
-  return out;
+  return Object.fromEntries(
+    v
+      .split(',')
+      .filter((p) => p !== '')
+      .map(splitKeyValue),
+  );
 }
 
 /** A ProcSummary without its samples (they would only repeat the figure 30 times). */

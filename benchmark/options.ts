@@ -1,6 +1,6 @@
 /**
  * Command-line option parsers shared by the entry points (cli.ts, native-bench.ts,
- * run-matrix.ts), so that an option spelled the same way means the same in all three.
+ * run-matrix.ts, compare.ts), so that an option spelled the same way means the same in all three.
  */
 import { InvalidArgumentError, Option } from 'commander';
 import { PROCESS_LAYOUTS, PUBLISHER_CLIENTS } from './types';
@@ -31,6 +31,13 @@ export function intList(min: number, max: number) {
           }
           return n;
         });
+}
+
+/** `a=b` → ['a', 'b'] (the value may hold `=`); an empty key or no `=` is refused. */
+export function splitKeyValue(s: string): [string, string] {
+  const i = s.indexOf('=');
+  if (i <= 0) throw new InvalidArgumentError(`'${s}' is not key=value`);
+  return [s.slice(0, i), s.slice(i + 1)];
 }
 
 export function protocolOf(v: string): ProtocolVersion {

@@ -19,7 +19,14 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { KafkaSink } from './measure/kafka-consumer';
-import { int, intList, processLayoutOption, processesOption, publisherOption } from './options';
+import {
+  int,
+  intList,
+  processLayoutOption,
+  processesOption,
+  publisherOption,
+  splitKeyValue,
+} from './options';
 import { writeBenchmarksDoc } from './report/docs-writer';
 import { formatReport } from './report/format';
 import { mqttCeilingPlotName } from './report/plot';
@@ -90,9 +97,8 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** `a.b=c` → ['a.b', parsed c] (YAML scalar: numbers and booleans come out typed). */
 function keyValue(s: string): [string, unknown] {
-  const i = s.indexOf('=');
-  if (i <= 0) throw new Error(`expected key=value, got ${s}`);
-  return [s.slice(0, i), parseYaml(s.slice(i + 1)) as unknown];
+  const [key, value] = splitKeyValue(s);
+  return [key, parseYaml(value) as unknown];
 }
 
 function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): void {

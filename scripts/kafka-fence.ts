@@ -36,16 +36,16 @@ interface RunResult {
  * controller listener (SIGUSR1 hold, SIGUSR2 release): the broker keeps serving clients while the
  * controller fences it for missed heartbeats, as a starved JVM does.
  */
-let holdPidFile: string | undefined;
+let holdPid: number | undefined;
 
 function fence(): void {
-  if (holdPidFile === undefined) freezeKafka();
-  else process.kill(Number(readFileSync(holdPidFile, 'utf8').trim()), 'SIGUSR1');
+  if (holdPid === undefined) freezeKafka();
+  else process.kill(holdPid, 'SIGUSR1');
 }
 
 function unfence(): void {
-  if (holdPidFile === undefined) thawKafka();
-  else process.kill(Number(readFileSync(holdPidFile, 'utf8').trim()), 'SIGUSR2');
+  if (holdPid === undefined) thawKafka();
+  else process.kill(holdPid, 'SIGUSR2');
 }
 
 async function oneRun(
@@ -140,7 +140,8 @@ async function main(): Promise<void> {
       holdPidFile?: string;
       workers: string;
     }>();
-  holdPidFile = o.holdPidFile;
+  holdPid =
+    o.holdPidFile === undefined ? undefined : Number(readFileSync(o.holdPidFile, 'utf8').trim());
   const freezes = o.freezeMs.split(',').map(Number);
   const stallMs = Number(o.stallSeconds) * 1_000;
   let stalls = 0;

@@ -146,25 +146,23 @@ function laneOf(key) {
 
 const CONNECT_AFTER_HOLD_MS = Number(env('CONNECT_AFTER_HOLD_MS', '-1'));
 
+/** HOLD_PID: the hold proxy's signals; FREEZE_PID: Kafka itself, stopped and continued. */
+const FENCE = HOLD_PID
+  ? { pid: HOLD_PID, on: 'SIGUSR1', off: 'SIGUSR2', start: 'hold', end: 'release' }
+  : FREEZE_PID
+    ? { pid: FREEZE_PID, on: 'SIGSTOP', off: 'SIGCONT', start: 'freeze', end: 'thaw' }
+    : undefined;
+
 function startFence() {
   fenceAt = now();
-  if (HOLD_PID) {
-    process.kill(HOLD_PID, 'SIGUSR1');
-    out({ event: 'hold', pid: HOLD_PID, ms: HOLD_MS });
-    setTimeout(() => {
-      process.kill(HOLD_PID, 'SIGUSR2');
-      unfenceAt = now();
-      out({ event: 'release' });
-    }, HOLD_MS);
-  } else if (FREEZE_PID) {
-    process.kill(FREEZE_PID, 'SIGSTOP');
-    out({ event: 'freeze', pid: FREEZE_PID, ms: HOLD_MS });
-    setTimeout(() => {
-      process.kill(FREEZE_PID, 'SIGCONT');
-      unfenceAt = now();
-      out({ event: 'thaw' });
-    }, HOLD_MS);
-  }
+  if (!FENCE) return;
+  process.kill(FENCE.pid, FENCE.on);
+  out({ event: FENCE.start, pid: FENCE.pid, ms: HOLD_MS });
+  setTimeout(() => {
+    process.kill(FENCE.pid, FENCE.off);
+    unfenceAt = now();
+    out({ event: FENCE.end });
+  }, HOLD_MS);
 }
 
 async function main() {

@@ -5,7 +5,7 @@
  * into an endless retry (or the reverse).
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Producer } from 'node-rdkafka';
@@ -19,26 +19,15 @@ import {
 } from '../../src/seams/rdkafka';
 import { KAFKA_BROKERS, REPO_ROOT, uniqueName } from '../helpers/env';
 import { createTopic, markTopic } from '../helpers/kafka';
+import { threadStats } from '../../benchmark/measure/proc-tree';
 import { freezeKafka, thawKafka } from '../helpers/stack';
 
 /** CPU time (ms) of this process's librdkafka broker threads, from /proc. */
 function brokerThreadsCpuMs(): number {
-  let ticks = 0;
-  for (const tid of readdirSync('/proc/self/task')) {
-    let comm: string;
-    let stat: string;
-    try {
-      comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8');
-      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // the thread ended meanwhile
-    }
-    if (!comm.startsWith('rdk:broker')) continue;
-    // Fields after the command name, which may hold spaces: utime and stime are 12th and 13th.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks * 10; // USER_HZ is 100 on Linux
+  let cpuS = 0;
+  for (const t of threadStats(process.pid).values())
+    if (t.comm.startsWith('rdk:broker')) cpuS += t.cpuS;
+  return Math.round(cpuS * 1_000);
 }
 
 describe('seam: node-rdkafka', () => {

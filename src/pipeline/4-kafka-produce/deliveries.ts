@@ -29,11 +29,6 @@ interface InFlight {
   readonly value: Buffer;
   readonly headers: KafkaHeaders | undefined;
   attempts: number;
-  /**
-   * True from produce() until its delivery report: a report for an attempt already settled is
-   * a duplicate and must not settle the record again.
-   */
-  awaiting: boolean;
   /** Attempts made alone, after the broker refused the batch this record was in as too large. */
   isolated?: number;
   /** The client generation (DeliveryClient.generation) the pending attempt was produced on. */
@@ -69,10 +64,12 @@ export interface DeliveryClient {
 
 export class Deliveries {
   private readonly errorLog = new RateLimitedLog(5_000);
-  private inFlight = 0;
   private readonly isolationQueue: InFlight[] = [];
   private isolating: InFlight | undefined;
-  /** Every record produced whose delivery report has not arrived: what detach() hands over. */
+  /**
+   * Every record from produce() until its delivery report: a report for a record not in it is
+   * a duplicate and must not settle the record again; detach() hands them over.
+   */
   private readonly pending = new Set<InFlight>();
 
   constructor(
@@ -82,7 +79,7 @@ export class Deliveries {
 
   /** Records produced whose delivery report has not arrived yet. */
   get unconfirmed(): number {
-    return this.inFlight;
+    return this.pending.size;
   }
 
   /** Produces every record of the batch; settles once each has a final outcome. */
@@ -90,7 +87,7 @@ export class Deliveries {
     return new Promise<BatchResult>((resolve) => {
       const batch: BatchState = { remaining: 0, delivered: 0, failures: [], resolve };
       const count = forEachRecord(buffer, (index, topic, key, value, headers) => {
-        this.produce({ batch, index, topic, key, value, headers, attempts: 0, awaiting: false });
+        this.produce({ batch, index, topic, key, value, headers, attempts: 0 });
       });
       batch.remaining += count;
       if (batch.remaining === 0) resolve({ kind: 'batch', delivered: 0, failures: [] });
@@ -104,10 +101,9 @@ export class Deliveries {
     rec.attempts++;
     try {
       client.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec, rec.headers);
-      rec.awaiting = true;
       rec.generation = this.client.generation();
       this.pending.add(rec);
-      if (++this.inFlight === 1) this.client.awaiting();
+      if (this.pending.size === 1) this.client.awaiting();
     } catch (err) {
       // Shutting down ("Producer not connected"): leave it unconfirmed, never acknowledged.
       if (this.client.stopping()) return;
@@ -143,8 +139,6 @@ export class Deliveries {
   detach(): InFlight[] {
     const recs = [...this.pending];
     this.pending.clear();
-    for (const rec of recs) rec.awaiting = false;
-    this.inFlight -= recs.length;
     return recs;
   }
 
@@ -154,12 +148,12 @@ export class Deliveries {
   }
 
   /** librdkafka's delivery report for one produced record, from client `generation`. */
-  onReport(err: LibrdKafkaError | null, report: DeliveryReport, generation?: number): void {
+  onReport(err: LibrdKafkaError | null, report: DeliveryReport, generation: number): void {
     const rec = report.opaque as InFlight;
     // A report from a replaced client for a record detached from it: the record was produced
     // again (or is about to be) on the current client, whose report settles it.
-    if (generation !== undefined && rec.generation !== generation) return;
-    if (!rec.awaiting) {
+    if (rec.generation !== generation) return;
+    if (!this.pending.delete(rec)) {
       const n = this.errorLog.take();
       if (n >= 0)
         this.log.warn(
@@ -168,9 +162,6 @@ export class Deliveries {
         );
       return;
     }
-    rec.awaiting = false;
-    this.pending.delete(rec);
-    this.inFlight--;
     if (rec === this.isolating) {
       this.isolating = undefined;
       setImmediate(() => this.nextIsolated());
@@ -236,7 +227,7 @@ export class Deliveries {
   /** Resolves once every produced record has its delivery report, or after `boundMs`. */
   async settled(boundMs: number): Promise<void> {
     const until = performance.now() + boundMs;
-    while (this.inFlight > 0 && performance.now() < until) {
+    while (this.pending.size > 0 && performance.now() < until) {
       await new Promise((r) => setImmediate(r));
     }
   }

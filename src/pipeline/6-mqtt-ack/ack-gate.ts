@@ -103,7 +103,7 @@ export class AckGate {
     client.on('close', () => {
       this.endStall();
       // Their PUBRELs are re-sent by the broker on a resumed session.
-      this.takePubcomps(0);
+      this.takePubcomps();
     });
     client.on('packetreceive', (packet) => {
       if (packet.cmd === 'publish') hooks.onPublish(packet, this.conn);
@@ -142,27 +142,28 @@ export class AckGate {
    */
   private flushPubcomps(): void {
     if (this.pubcomps.length === 0 || !this.client.connected) {
-      this.takePubcomps(0);
+      this.takePubcomps();
       return;
     }
     const out = Buffer.allocUnsafe(this.pubcomps.length * ACK_BYTES);
-    this.takePubcomps(0, out);
+    this.takePubcomps(out);
     this.raw.write(out);
   }
 
   /**
-   * Encodes the pending PUBCOMPs into `out` at `off` (when given), forgets them and cancels
-   * their scheduled write. Returns the offset after them.
+   * Encodes the pending PUBCOMPs at the start of `out` (when given), forgets them and cancels
+   * their scheduled write. Returns the bytes written.
    */
-  private takePubcomps(off: number, out?: Buffer): number {
+  private takePubcomps(out?: Buffer): number {
+    let off = 0;
     clearImmediate(this.pubcompFlush);
     clearTimeout(this.pubcompTimer);
     this.pubcompFlush = undefined;
     this.pubcompTimer = undefined;
     const ids = this.pubcomps;
-    if (ids.length === 0) return off;
+    if (ids.length === 0) return 0;
     this.pubcomps = [];
-    if (out === undefined) return off;
+    if (out === undefined) return 0;
     for (const id of ids) {
       out[off] = PUBCOMP;
       out[off + 1] = 2;
@@ -217,7 +218,7 @@ export class AckGate {
     for (const e of released) if (e.qos !== 0 && e.conn === this.conn) n++;
     if (n === 0) return;
     const out = Buffer.allocUnsafe((n + this.pubcomps.length) * ACK_BYTES);
-    let off = this.takePubcomps(0, out);
+    let off = this.takePubcomps(out);
     for (const e of released) {
       if (e.qos === 0 || e.conn !== this.conn) continue;
       out[off] = e.qos === 1 ? PUBACK : PUBREC;
