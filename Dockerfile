@@ -28,7 +28,7 @@ ENV npm_config_nodedir=/usr/local
 WORKDIR /src
 COPY package.json package-lock.json ./
 # native/: the _exit addon of the last-resort stop (package.json's postinstall builds it) and the
-# librdkafka patches, applied before node-rdkafka compiles it (native/install).
+# patches to node-rdkafka and its librdkafka, applied before they are compiled (native/install).
 COPY native ./native
 RUN native/install
 COPY tsconfig.json ./

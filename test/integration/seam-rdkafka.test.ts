@@ -14,8 +14,10 @@ import {
   KAFKA_ERRORS,
   LIBRDKAFKA_VERSION,
   PINNED_RDKAFKA_VERSION,
+  compactReportsConfig,
   errorCodeOf,
   kafkaErrorName,
+  onCompactReports,
 } from '../../src/seams/rdkafka';
 import { KAFKA_BROKERS, REPO_ROOT, uniqueName } from '../helpers/env';
 import { createTopic, markTopic } from '../helpers/kafka';
@@ -77,6 +79,62 @@ describe('seam: node-rdkafka', () => {
       // What the seam works around: the binding hands over no usable code, only the text.
       assert.equal(err.code, KAFKA_ERRORS.ERR_UNKNOWN, `code ${String(err.code)}`);
       assert.equal(errorCodeOf(err), KAFKA_ERRORS.ERR_MSG_SIZE_TOO_LARGE, err.message);
+    } finally {
+      producer.setPollInterval(0);
+      await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+    }
+  });
+
+  // native/node-rdkafka/0001-compact-delivery-reports.patch. Unpatched, Producer lacks the flag
+  // and librdkafka refuses `dr_compact` as an unknown property.
+  test('compact delivery reports: every id once with its exact code, many per event', async () => {
+    const topic = uniqueName('seam-rdkafka-compact');
+    await markTopic(topic);
+    // The broker refuses record batches over 2,000 bytes there; librdkafka does not know that.
+    const refusing = uniqueName('seam-rdkafka-compact-small');
+    await createTopic(refusing, { 'max.message.bytes': '2000' });
+    const producer = new Producer(
+      { 'bootstrap.servers': KAFKA_BROKERS, log_level: 0, ...compactReportsConfig() },
+      { 'message.timeout.ms': 10_000 },
+    );
+    await new Promise<void>((resolve, reject) =>
+      producer.connect({ timeout: 20_000 }, (err) => (err ? reject(err) : resolve())),
+    );
+    producer.setPollInterval(1);
+    const codes = new Map<number, number>();
+    let events = 0;
+    let duplicates = 0;
+    onCompactReports(producer, (ids, errs) => {
+      events++;
+      assert.equal(ids.length, errs.length);
+      for (let i = 0; i < ids.length; i++) {
+        if (codes.has(ids[i]!)) duplicates++;
+        codes.set(ids[i]!, errs[i]!);
+      }
+    });
+    const until = async (n: number) => {
+      const deadline = Date.now() + 20_000;
+      while (codes.size < n && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+    };
+    try {
+      assert.throws(
+        () => producer.produce(topic, null, Buffer.alloc(10), null, Date.now(), {}),
+        /opaque must be an integer/,
+      );
+      const n = 2_000;
+      // The largest id as well: ids are uint32 end to end, not int32.
+      const ids = [...Array.from({ length: n - 1 }, (_, i) => i + 1), 0xffff_ffff];
+      for (const id of ids) producer.produce(topic, null, Buffer.alloc(100), null, Date.now(), id);
+      await until(n);
+      assert.equal(codes.size, n);
+      for (const id of ids) assert.equal(codes.get(id), 0, `id ${id}`);
+      assert.ok(events < n / 10, `${events} events for ${n} reports`);
+      // A broker refusal arrives with its code (the object reports carry only text).
+      producer.produce(refusing, null, Buffer.alloc(5_000), null, Date.now(), 7_777_777);
+      await until(n + 1);
+      assert.equal(codes.get(7_777_777), KAFKA_ERRORS.ERR_MSG_SIZE_TOO_LARGE);
+      assert.equal(duplicates, 0);
     } finally {
       producer.setPollInterval(0);
       await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));

@@ -4,8 +4,9 @@
  * may still take (transient errors, a full local queue, a record refused only because the
  * batch it shared was too large). Only permanent refusals reach the result.
  */
-import type { DeliveryReport, LibrdKafkaError, Producer } from 'node-rdkafka';
+import type { LibrdKafkaError, Producer } from 'node-rdkafka';
 import { ERROR_CODES } from '../../errors';
+import { MAX_REPORT_ID, kafkaErrorText } from '../../seams/rdkafka';
 import type { Logger } from '../../observability/logger';
 import { RateLimitedLog } from '../../observability/logger';
 import { forEachRecord } from './codec';
@@ -19,7 +20,7 @@ import {
 } from './kafka-errors';
 import type { BatchResult, RecordFailure } from './protocol';
 
-/** Per-record handle passed through librdkafka as the delivery-report opaque. */
+/** A record from its first produce() until its final outcome. */
 interface InFlight {
   readonly batch: BatchState;
   readonly index: number;
@@ -33,6 +34,8 @@ interface InFlight {
   isolated?: number;
   /** The client generation (DeliveryClient.generation) the pending attempt was produced on. */
   generation?: number;
+  /** The pending attempt's report id: the opaque given to produce(), new for every attempt. */
+  id?: number;
 }
 
 interface BatchState {
@@ -67,10 +70,11 @@ export class Deliveries {
   private readonly isolationQueue: InFlight[] = [];
   private isolating: InFlight | undefined;
   /**
-   * Every record from produce() until its delivery report: a report for a record not in it is
-   * a duplicate and must not settle the record again; detach() hands them over.
+   * Every record from produce() until its delivery report, by report id: a report for an id not
+   * in it is a duplicate and must not settle the record again; detach() hands them over.
    */
-  private readonly pending = new Set<InFlight>();
+  private readonly pending = new Map<number, InFlight>();
+  private lastId = 0;
 
   constructor(
     private readonly client: DeliveryClient,
@@ -99,10 +103,14 @@ export class Deliveries {
     const client = this.client.current();
     if (client === undefined) return;
     rec.attempts++;
+    // Ids wrap long after a record's report: the pending ones are bounded by librdkafka's queue.
+    const id = this.lastId === MAX_REPORT_ID ? 1 : this.lastId + 1;
     try {
-      client.produce(rec.topic, null, rec.value, rec.key, Date.now(), rec, rec.headers);
+      client.produce(rec.topic, null, rec.value, rec.key, Date.now(), id, rec.headers);
+      this.lastId = id;
+      rec.id = id;
       rec.generation = this.client.generation();
-      this.pending.add(rec);
+      this.pending.set(id, rec);
       if (this.pending.size === 1) this.client.awaiting();
     } catch (err) {
       // Shutting down ("Producer not connected"): leave it unconfirmed, never acknowledged.
@@ -137,7 +145,7 @@ export class Deliveries {
    * produced again with produceAgain() once the next client connected.
    */
   detach(): InFlight[] {
-    const recs = [...this.pending];
+    const recs = [...this.pending.values()];
     this.pending.clear();
     return recs;
   }
@@ -147,13 +155,20 @@ export class Deliveries {
     for (const rec of recs) this.produce(rec);
   }
 
-  /** librdkafka's delivery report for one produced record, from client `generation`. */
-  onReport(err: LibrdKafkaError | null, report: DeliveryReport, generation: number): void {
-    const rec = report.opaque as InFlight;
+  /**
+   * librdkafka's delivery reports from client `generation` (the binding's compact reports): the
+   * report ids given to produce() and an error code for each, 0 for delivered.
+   */
+  onReports(ids: Uint32Array, codes: Int32Array, generation: number): void {
+    for (let i = 0; i < ids.length; i++) this.onReport(ids[i]!, codes[i]!, generation);
+  }
+
+  private onReport(id: number, code: number, generation: number): void {
+    const rec = this.pending.get(id);
     // A report from a replaced client for a record detached from it: the record was produced
     // again (or is about to be) on the current client, whose report settles it.
-    if (rec.generation !== generation) return;
-    if (!this.pending.delete(rec)) {
+    if (rec === undefined && generation !== this.client.generation()) return;
+    if (rec === undefined || rec.generation !== generation) {
       const n = this.errorLog.take();
       if (n >= 0)
         this.log.warn(
@@ -162,16 +177,16 @@ export class Deliveries {
         );
       return;
     }
+    this.pending.delete(id);
     if (rec === this.isolating) {
       this.isolating = undefined;
       setImmediate(() => this.nextIsolated());
     }
-    if (!err) {
+    if (code === 0) {
       this.settle(rec.batch, true);
       this.client.delivered();
       return;
     }
-    const code = errorCodeOf(err);
     if (
       isBatchSizeError(code) &&
       (rec.isolated ?? 0) < ISOLATED_ATTEMPTS &&
@@ -199,13 +214,13 @@ export class Deliveries {
             attempts: rec.attempts,
             suppressed: n,
           },
-          `kafka delivery failed, retrying: ${err.message}`,
+          `kafka delivery failed, retrying: ${kafkaErrorText(code)}`,
         );
       }
       setTimeout(() => this.produce(rec), delay).unref();
       return;
     }
-    this.fail(rec, code, err.message);
+    this.fail(rec, code, kafkaErrorText(code));
   }
 
   private fail(rec: InFlight, code: number, message: string): void {

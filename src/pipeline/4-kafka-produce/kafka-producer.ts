@@ -3,6 +3,7 @@ import type { LibrdKafkaError } from 'node-rdkafka';
 import { ERROR_CODES } from '../../errors';
 import type { Logger } from '../../observability/logger';
 import { RateLimitedLog } from '../../observability/logger';
+import { compactReportsConfig, onCompactReports } from '../../seams/rdkafka';
 import { Deliveries } from './deliveries';
 import { errorCodeOf, isAuthenticationError, isTlsError, kafkaErrorName } from './kafka-errors';
 import type { BatchResult, WorkerInit } from './protocol';
@@ -23,7 +24,7 @@ const CONNECT_POLL_MS = 100;
 const IDLE_POLL_MS = 250;
 /**
  * After a successful flush every delivery report is queued in the binding, which hands them to
- * JS 100 per event-loop turn: a few turns, bounded in case a record was re-produced meanwhile.
+ * JS at the next event-loop turn: bounded in case a record was re-produced meanwhile.
  */
 const REPORTS_AFTER_FLUSH_MS = 1_000;
 /**
@@ -120,7 +121,10 @@ export class KafkaProducerRunner {
         // backoff still doubles up to reconnect.backoff.max.ms (10 s) in an outage.
         'reconnect.backoff.ms': RECONNECT_BACKOFF_MS,
         ...this.init.global,
-        dr_cb: true,
+        // One event per event-loop turn with every report's id and error code, instead of one
+        // JS object per record (native/node-rdkafka's patch): 4.5-5 us of CPU per record were
+        // 1.2-1.4 (docs/BENCHMARKS.md).
+        ...compactReportsConfig(),
         // librdkafka calls its log callback from its own threads, and the binding's handler
         // hands the line to a uv_async handle that connect() creates only after those threads
         // started: a "connection refused" logged in between crashed the process (SIGSEGV in
@@ -134,9 +138,7 @@ export class KafkaProducerRunner {
     producer.on('event.stats', (ev: { message: string }) => {
       if (current()) this.onStats(ev.message);
     });
-    producer.on('delivery-report', (err, report) =>
-      this.deliveries.onReport(err, report, generation),
-    );
+    onCompactReports(producer, (ids, codes) => this.deliveries.onReports(ids, codes, generation));
     producer.on('event.error', (err: LibrdKafkaError) => {
       if (!current()) return;
       const code = errorCodeOf(err);
@@ -375,9 +377,10 @@ export class KafkaProducerRunner {
       if (!settled) return 'abandoned';
       if (!this.connected) return 'closed';
     }
-    // The binding hands queued delivery reports to JS 100 per event-loop turn, and the end
-    // of disconnect() closes that channel: reports still queued then are lost (measured:
-    // 100 of 200). So flush first and wait for the reports of everything flushed.
+    // The binding hands queued delivery reports to JS at the next event-loop turn, and the end
+    // of disconnect() closes that channel: reports still queued then are lost (measured with
+    // the binding's per-record reports: 100 of 200). So flush first and wait for the reports
+    // of everything flushed.
     const flushed = await new Promise<boolean>((resolve) => {
       try {
         this.producer.flush(flushTimeoutMs, (err) => resolve(!err));
