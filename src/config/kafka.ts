@@ -44,6 +44,10 @@ export function buildProducerConfig(cfg: Config): ProducerConfig {
     global['enable.idempotence'] = true;
   }
   if (acks === undefined) topic['acks'] = 'all';
+  // A property of the bundled librdkafka's patch (native/librdkafka/0002): a partition with
+  // nothing in flight skips linger.ms, at most once per linger period. Behind a broker that caps
+  // unacknowledged messages, linger was most of each round trip (docs/DESIGN.md).
+  if (user['linger.adaptive'] === undefined) global['linger.adaptive'] = true;
 
   for (const [key, value] of Object.entries(user)) {
     (TOPIC_LEVEL_PRODUCER_KEYS.has(key) ? topic : global)[key] = value;

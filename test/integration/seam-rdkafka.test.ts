@@ -141,6 +141,59 @@ describe('seam: node-rdkafka', () => {
     }
   });
 
+  // native/librdkafka/0002-linger-adaptive.patch. Unpatched, librdkafka refuses the property.
+  // The linger is 2 s so that every bound below has a margin of a hundred times what it measures
+  // (a few milliseconds on this machine): the test checks which rule applies, not how fast.
+  test('linger.adaptive: a partition with nothing in flight sends at once, once per linger period', async () => {
+    const lingerMs = 2_000;
+    const topic = uniqueName('seam-rdkafka-linger');
+    await markTopic(topic);
+    /** Milliseconds from produce() to the delivery report of each record given, one by one. */
+    const deliveryTimes = async (adaptive: boolean, records: number): Promise<number[]> => {
+      const producer = new Producer(
+        {
+          'bootstrap.servers': KAFKA_BROKERS,
+          log_level: 0,
+          'linger.ms': lingerMs,
+          'linger.adaptive': adaptive,
+          ...compactReportsConfig(),
+        } as ConstructorParameters<typeof Producer>[0],
+        { 'message.timeout.ms': 30_000 },
+      );
+      await new Promise<void>((resolve, reject) =>
+        producer.connect({ timeout: 20_000 }, (err) => (err ? reject(err) : resolve())),
+      );
+      producer.setPollInterval(1);
+      let reported: (() => void) | undefined;
+      onCompactReports(producer, (_ids, codes) => {
+        assert.deepEqual([...codes], [0]);
+        reported?.();
+      });
+      const times: number[] = [];
+      try {
+        for (let id = 1; id <= records; id++) {
+          const start = performance.now();
+          await new Promise<void>((resolve) => {
+            reported = resolve;
+            producer.produce(topic, null, Buffer.alloc(10), null, Date.now(), id);
+          });
+          times.push(performance.now() - start);
+        }
+      } finally {
+        producer.setPollInterval(0);
+        await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+      }
+      return times;
+    };
+    const [first, second] = await deliveryTimes(true, 2);
+    // The first record finds nothing in flight and goes at once; the second, produced right
+    // after the first was confirmed, waits out the linger period the first request began.
+    assert.ok(first! < lingerMs / 4, `first record confirmed after ${first} ms`);
+    assert.ok(first! + second! > (lingerMs * 3) / 4, `second record after ${second} ms`);
+    const [classic] = await deliveryTimes(false, 1);
+    assert.ok(classic! > (lingerMs * 3) / 4, `without linger.adaptive: ${classic} ms`);
+  });
+
   // native/librdkafka/0001-idempotent-wakeup-at-inflight-limit.patch. Unpatched, the broker
   // thread spins for as long as Kafka does not answer: measured 1,490 ms of CPU in a 1,500 ms
   // freeze, against 0 ms patched (twice each).

@@ -17,7 +17,11 @@ describe('buildProducerConfig', () => {
   it('derives bootstrap.servers from bootstrap_server and port, with safe defaults', () => {
     const cfg = config('kafka:\n  bootstrap_server: kafka.local\n  port: 9093');
     assert.deepEqual(buildProducerConfig(cfg), {
-      global: { 'bootstrap.servers': 'kafka.local:9093', 'enable.idempotence': true },
+      global: {
+        'bootstrap.servers': 'kafka.local:9093',
+        'enable.idempotence': true,
+        'linger.adaptive': true,
+      },
       topic: { acks: 'all' },
     });
   });
@@ -52,6 +56,7 @@ describe('buildProducerConfig', () => {
     assert.deepEqual(global, {
       'bootstrap.servers': 'localhost:9092',
       'enable.idempotence': true,
+      'linger.adaptive': true,
       'delivery.timeout.ms_not_an_alias': 1,
       'compression.codec': 'lz4',
       'linger.ms': 5,
@@ -65,9 +70,14 @@ describe('buildProducerConfig', () => {
   config:
     bootstrap.servers: a:1,b:2
     enable.idempotence: false
+    linger.adaptive: false
     request.required.acks: 1`);
     assert.deepEqual(buildProducerConfig(cfg), {
-      global: { 'bootstrap.servers': 'a:1,b:2', 'enable.idempotence': false },
+      global: {
+        'bootstrap.servers': 'a:1,b:2',
+        'enable.idempotence': false,
+        'linger.adaptive': false,
+      },
       topic: { 'request.required.acks': 1 },
     });
     const legacy = config('kafka:\n  config:\n    metadata.broker.list: k:9092');
