@@ -45,8 +45,9 @@ export function buildProducerConfig(cfg: Config): ProducerConfig {
   }
   if (acks === undefined) topic['acks'] = 'all';
   // A property of the bundled librdkafka's patch (native/librdkafka/0002): a partition with
-  // nothing in flight skips linger.ms, at most once per linger period. Behind a broker that caps
-  // unacknowledged messages, linger was most of each round trip (docs/DESIGN.md).
+  // nothing in flight skips linger.ms when its last request is a linger period old (or the
+  // messages are the rest of that request's burst). Behind a broker that caps unacknowledged
+  // messages, linger was most of each round trip (docs/DESIGN.md).
   if (user['linger.adaptive'] === undefined) global['linger.adaptive'] = true;
 
   for (const [key, value] of Object.entries(user)) {

@@ -11,7 +11,8 @@
  * - CODES.ERRORS names every librdkafka error code.
  * - The bundled librdkafka carries native/librdkafka's patches (applied at install, before
  *   node-rdkafka compiles it): an idempotent producer whose partition is at its in-flight limit
- *   no longer polls its socket with a zero timeout until Kafka answers.
+ *   no longer polls its socket with a zero timeout until Kafka answers; and it knows the
+ *   producer property `linger.adaptive` (config/kafka.ts sets it).
  * - The binding carries native/node-rdkafka's patch: with `dr_compact: true` produce() takes an
  *   integer opaque and the producer emits 'delivery-reports' (ids, codes) once per event-loop
  *   turn instead of one object per record (a fraction of the CPU per record, and exact codes).

@@ -34,8 +34,6 @@ interface InFlight {
   isolated?: number;
   /** The client generation (DeliveryClient.generation) the pending attempt was produced on. */
   generation?: number;
-  /** The pending attempt's report id: the opaque given to produce(), new for every attempt. */
-  id?: number;
 }
 
 interface BatchState {
@@ -70,8 +68,9 @@ export class Deliveries {
   private readonly isolationQueue: InFlight[] = [];
   private isolating: InFlight | undefined;
   /**
-   * Every record from produce() until its delivery report, by report id: a report for an id not
-   * in it is a duplicate and must not settle the record again; detach() hands them over.
+   * Every record from produce() until its delivery report, by report id (the opaque given to
+   * produce(), new for every attempt): a report for an id not in it is a duplicate and must not
+   * settle the record again; detach() hands them over.
    */
   private readonly pending = new Map<number, InFlight>();
   private lastId = 0;
@@ -108,7 +107,6 @@ export class Deliveries {
     try {
       client.produce(rec.topic, null, rec.value, rec.key, Date.now(), id, rec.headers);
       this.lastId = id;
-      rec.id = id;
       rec.generation = this.client.generation();
       this.pending.set(id, rec);
       if (this.pending.size === 1) this.client.awaiting();
