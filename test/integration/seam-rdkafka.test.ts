@@ -32,6 +32,16 @@ function brokerThreadsCpuMs(): number {
   return Math.round(cpuS * 1_000);
 }
 
+function connect(producer: Producer): Promise<void> {
+  return new Promise<void>((resolve, reject) =>
+    producer.connect({ timeout: 20_000 }, (err) => (err ? reject(err) : resolve())),
+  );
+}
+
+function disconnect(producer: Producer): Promise<void> {
+  return new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+}
+
 describe('seam: node-rdkafka', () => {
   test(`installed binding is ${PINNED_RDKAFKA_VERSION} and package.json pins it exactly`, (t) => {
     const installed = (
@@ -65,9 +75,7 @@ describe('seam: node-rdkafka', () => {
       { 'bootstrap.servers': KAFKA_BROKERS, dr_cb: true, log_level: 0 },
       { 'message.timeout.ms': 5_000 },
     );
-    await new Promise<void>((resolve, reject) =>
-      producer.connect({ timeout: 20_000 }, (err) => (err ? reject(err) : resolve())),
-    );
+    await connect(producer);
     producer.setPollInterval(10);
     try {
       const report = new Promise<LibrdKafkaError | null>((resolve) =>
@@ -81,7 +89,7 @@ describe('seam: node-rdkafka', () => {
       assert.equal(errorCodeOf(err), KAFKA_ERRORS.ERR_MSG_SIZE_TOO_LARGE, err.message);
     } finally {
       producer.setPollInterval(0);
-      await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+      await disconnect(producer);
     }
   });
 
@@ -97,9 +105,7 @@ describe('seam: node-rdkafka', () => {
       { 'bootstrap.servers': KAFKA_BROKERS, log_level: 0, ...compactReportsConfig() },
       { 'message.timeout.ms': 10_000 },
     );
-    await new Promise<void>((resolve, reject) =>
-      producer.connect({ timeout: 20_000 }, (err) => (err ? reject(err) : resolve())),
-    );
+    await connect(producer);
     producer.setPollInterval(1);
     const codes = new Map<number, number>();
     let events = 0;
@@ -137,7 +143,7 @@ describe('seam: node-rdkafka', () => {
       assert.equal(duplicates, 0);
     } finally {
       producer.setPollInterval(0);
-      await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+      await disconnect(producer);
     }
   });
 
@@ -160,9 +166,7 @@ describe('seam: node-rdkafka', () => {
         } as ConstructorParameters<typeof Producer>[0],
         { 'message.timeout.ms': 30_000 },
       );
-      await new Promise<void>((resolve, reject) =>
-        producer.connect({ timeout: 20_000 }, (err) => (err ? reject(err) : resolve())),
-      );
+      await connect(producer);
       producer.setPollInterval(1);
       let reported: (() => void) | undefined;
       onCompactReports(producer, (_ids, codes) => {
@@ -181,7 +185,7 @@ describe('seam: node-rdkafka', () => {
         }
       } finally {
         producer.setPollInterval(0);
-        await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+        await disconnect(producer);
       }
       return times;
     };
@@ -202,9 +206,7 @@ describe('seam: node-rdkafka', () => {
       { 'bootstrap.servers': KAFKA_BROKERS, dr_cb: true, log_level: 0, 'enable.idempotence': true },
       { acks: -1 },
     );
-    await new Promise<void>((resolve, reject) =>
-      producer.connect({ timeout: 20_000 }, (err) => (err ? reject(err) : resolve())),
-    );
+    await connect(producer);
     producer.setPollInterval(10);
     let delivered = 0;
     let failed = 0;
@@ -240,7 +242,7 @@ describe('seam: node-rdkafka', () => {
       clearInterval(load);
       thawKafka();
       producer.setPollInterval(0);
-      await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+      await disconnect(producer);
     }
   });
 
@@ -250,9 +252,7 @@ describe('seam: node-rdkafka', () => {
       log_level: 0,
       'message.max.bytes': 1_000,
     });
-    await new Promise<void>((resolve, reject) =>
-      producer.connect({ timeout: 20_000 }, (err) => (err ? reject(err) : resolve())),
-    );
+    await connect(producer);
     try {
       let thrown: unknown;
       try {
@@ -263,7 +263,7 @@ describe('seam: node-rdkafka', () => {
       assert.ok(thrown, 'produce() threw');
       assert.equal(errorCodeOf(thrown as LibrdKafkaError), KAFKA_ERRORS.ERR_MSG_SIZE_TOO_LARGE);
     } finally {
-      await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+      await disconnect(producer);
     }
   });
 });
