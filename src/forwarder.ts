@@ -95,7 +95,6 @@ export class Forwarder {
       global: producer.global,
       topic: producer.topic,
       connectTimeoutMs: cfg.dispatch.kafka_connect_timeout_ms,
-      pollIntervalMs: 1,
       logLevel: cfg.log_level,
     };
     const workers = cfg.dispatch.workers;

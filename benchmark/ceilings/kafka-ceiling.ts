@@ -59,7 +59,6 @@ export async function kafkaCeiling(o: KafkaCeilingOptions): Promise<KafkaCeiling
     global: producer.global,
     topic: producer.topic,
     connectTimeoutMs: cfg.dispatch.kafka_connect_timeout_ms,
-    pollIntervalMs: 1,
     logLevel: 'warn',
   };
   // Warnings only: the result is the last line on stdout, after any log lines.

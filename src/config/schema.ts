@@ -388,7 +388,7 @@ export const CONFIG_RULES: readonly string[] = [
   '`forwarding[].share.processes` is at most `processes` (when that is a number).',
   '`kafka.config`: `enable.idempotence=true` requires `acks=all`.',
   `\`kafka.config\`: each of ${KAFKA_PROPERTY_ALIASES.map(([a, b]) => `\`${a}\`/\`${b}\``).join(', ')} name the same property; set at most one of each pair.`,
-  '`kafka.config`: `delivery.report.only.error` must not be `true`, and `dr_cb`/`dr_msg_cb`/`dr_compact` must not be set: MQTT messages are acknowledged on Kafka delivery reports.',
+  '`kafka.config`: `delivery.report.only.error` must not be `true`, and `dr_cb`/`dr_msg_cb`/`dr_compact`/`dr_wakeup` must not be set: MQTT messages are acknowledged on Kafka delivery reports.',
 ];
 
 type Report = (path: readonly PropertyKey[], message: string) => void;
@@ -538,7 +538,7 @@ function validateRules(cfg: unknown, report: Report): void {
         'must not be true: MQTT messages are acknowledged when Kafka reports their delivery, so without success reports nothing would ever be acknowledged',
       );
     }
-    for (const key of ['dr_cb', 'dr_msg_cb', 'dr_compact']) {
+    for (const key of ['dr_cb', 'dr_msg_cb', 'dr_compact', 'dr_wakeup']) {
       if (props[key] !== undefined) {
         report(
           [...configPath, key],

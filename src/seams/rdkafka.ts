@@ -13,9 +13,11 @@
  *   node-rdkafka compiles it): an idempotent producer whose partition is at its in-flight limit
  *   no longer polls its socket with a zero timeout until Kafka answers; and it knows the
  *   producer property `linger.adaptive` (config/kafka.ts sets it).
- * - The binding carries native/node-rdkafka's patch: with `dr_compact: true` produce() takes an
+ * - The binding carries native/node-rdkafka's patches: with `dr_compact: true` produce() takes an
  *   integer opaque and the producer emits 'delivery-reports' (ids, codes) once per event-loop
- *   turn instead of one object per record (a fraction of the CPU per record, and exact codes).
+ *   turn instead of one object per record (a fraction of the CPU per record, and exact codes);
+ *   with `dr_wakeup: true` a connected producer serves its reports when librdkafka queues them,
+ *   so no poll timer stands between Kafka's answer and the record's settlement.
  */
 import { CODES, Producer } from 'node-rdkafka';
 import { DependencyDriftError, ERROR_CODES } from '../errors';
@@ -72,18 +74,22 @@ export const MAX_REPORT_ID = 0xffff_ffff;
  */
 export type CompactReportsListener = (ids: Uint32Array, codes: Int32Array) => void;
 
-/** Producer config that turns on compact delivery reports; throws if the binding lacks them. */
-export function compactReportsConfig(): { dr_compact: true } {
-  if (
-    (Producer as unknown as { COMPACT_DELIVERY_REPORTS?: boolean }).COMPACT_DELIVERY_REPORTS !==
-    true
-  ) {
+/**
+ * Producer config for compact delivery reports, served when librdkafka queues them; throws if
+ * the binding lacks either patch.
+ */
+export function deliveryReportsConfig(): { dr_compact: true; dr_wakeup: true } {
+  const patched = Producer as unknown as {
+    COMPACT_DELIVERY_REPORTS?: boolean;
+    REPORT_WAKEUP?: boolean;
+  };
+  if (patched.COMPACT_DELIVERY_REPORTS !== true || patched.REPORT_WAKEUP !== true) {
     throw new DependencyDriftError(
       ERROR_CODES.dependencyDrift,
-      "node-rdkafka lacks compact delivery reports (native/node-rdkafka's patch): install with native/install or npm ci",
+      "node-rdkafka lacks compact delivery reports or their wakeup (native/node-rdkafka's patches): install with native/install or npm ci",
     );
   }
-  return { dr_compact: true };
+  return { dr_compact: true, dr_wakeup: true };
 }
 
 /** Subscribes to a compact-report producer's reports (the binding's typings do not know them). */

@@ -41,7 +41,6 @@ test('a producer to an unreachable broker makes no log callback from librdkafka 
       global: { 'bootstrap.servers': bootstrap, log_level: 7 },
       topic: {},
       connectTimeoutMs: 1_000,
-      pollIntervalMs: 1,
       logLevel: 'warn',
     },
     pino(

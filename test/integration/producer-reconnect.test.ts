@@ -63,7 +63,6 @@ test('after failed connect attempts every record is settled exactly once', async
       global: { 'bootstrap.servers': `127.0.0.1:${relay.port}` },
       topic: { acks: 'all' },
       connectTimeoutMs: 1_000,
-      pollIntervalMs: 1,
       logLevel: 'debug',
     },
     log,

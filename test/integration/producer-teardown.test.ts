@@ -32,7 +32,6 @@ test(`no native call reaches the client while it is being disconnected (${CYCLES
         global: { 'bootstrap.servers': KAFKA_BROKERS },
         topic: { acks: 'all' },
         connectTimeoutMs: 5_000,
-        pollIntervalMs: 1,
         logLevel: 'warn',
       },
       pino({ level: 'warn' }),

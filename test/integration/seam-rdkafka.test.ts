@@ -14,7 +14,7 @@ import {
   KAFKA_ERRORS,
   LIBRDKAFKA_VERSION,
   PINNED_RDKAFKA_VERSION,
-  compactReportsConfig,
+  deliveryReportsConfig,
   errorCodeOf,
   kafkaErrorName,
   onCompactReports,
@@ -102,7 +102,7 @@ describe('seam: node-rdkafka', () => {
     const refusing = uniqueName('seam-rdkafka-compact-small');
     await createTopic(refusing, { 'max.message.bytes': '2000' });
     const producer = new Producer(
-      { 'bootstrap.servers': KAFKA_BROKERS, log_level: 0, ...compactReportsConfig() },
+      { 'bootstrap.servers': KAFKA_BROKERS, log_level: 0, ...deliveryReportsConfig() },
       { 'message.timeout.ms': 10_000 },
     );
     await connect(producer);
@@ -147,6 +147,67 @@ describe('seam: node-rdkafka', () => {
     }
   });
 
+  // native/node-rdkafka/0002-report-wakeup.patch. Unpatched, Producer lacks REPORT_WAKEUP (and
+  // deliveryReportsConfig throws); a wakeup that never came would leave every count at 0.
+  test('report wakeup: reports arrive with no poll at all, and disconnect() under them is safe', async () => {
+    const topic = uniqueName('seam-rdkafka-wakeup');
+    await markTopic(topic);
+    const records = 500;
+    /** Reports that arrive within `waitMs`, with nothing calling poll() or setPollInterval(). */
+    const reportsWithoutPoll = async (wakeup: boolean, waitMs: number): Promise<number> => {
+      const producer = new Producer(
+        {
+          'bootstrap.servers': KAFKA_BROKERS,
+          log_level: 0,
+          'linger.ms': 0,
+          ...deliveryReportsConfig(),
+          dr_wakeup: wakeup,
+        } as ConstructorParameters<typeof Producer>[0],
+        { 'message.timeout.ms': 10_000 },
+      );
+      await connect(producer);
+      let reported = 0;
+      onCompactReports(producer, (ids, codes) => {
+        assert.ok(codes.every((c) => c === 0));
+        reported += ids.length;
+      });
+      try {
+        for (let id = 1; id <= records; id++)
+          producer.produce(topic, null, Buffer.alloc(100), null, Date.now(), id);
+        const deadline = Date.now() + waitMs;
+        while (reported < records && Date.now() < deadline)
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        return reported;
+      } finally {
+        await disconnect(producer);
+      }
+    };
+    assert.equal(await reportsWithoutPoll(true, 20_000), records);
+    // The control: nothing else serves librdkafka's queue here, so without the wakeup nothing
+    // arrives (Kafka confirms a local batch in milliseconds; the wait is a hundred times that).
+    assert.equal(await reportsWithoutPoll(false, 1_000), 0);
+
+    // disconnect() while reports are being queued and served: the wakeup must be off before
+    // the client is deleted on a libuv thread. Two producers at a time, as two lanes would be.
+    const cycle = async (n: number): Promise<void> => {
+      const producer = new Producer(
+        {
+          'bootstrap.servers': KAFKA_BROKERS,
+          log_level: 0,
+          'linger.ms': 0,
+          ...deliveryReportsConfig(),
+        },
+        { 'message.timeout.ms': 10_000 },
+      );
+      await connect(producer);
+      onCompactReports(producer, () => undefined);
+      for (let id = 1; id <= 200; id++)
+        producer.produce(topic, null, Buffer.alloc(100), null, Date.now(), n * 1_000 + id);
+      await new Promise<void>((resolve) => producer.disconnect(0, () => resolve()));
+    };
+    for (let n = 1; n <= 20; n++) await Promise.all([cycle(2 * n), cycle(2 * n + 1)]);
+  });
+
   // native/librdkafka/0002-linger-adaptive.patch. Unpatched, librdkafka refuses the property.
   // The linger is 2 s so that every bound below has a margin of a hundred times what it measures
   // (a few milliseconds on this machine): the test checks which rule applies, not how fast.
@@ -162,7 +223,7 @@ describe('seam: node-rdkafka', () => {
           log_level: 0,
           'linger.ms': lingerMs,
           'linger.adaptive': adaptive,
-          ...compactReportsConfig(),
+          ...deliveryReportsConfig(),
         } as ConstructorParameters<typeof Producer>[0],
         { 'message.timeout.ms': 30_000 },
       );

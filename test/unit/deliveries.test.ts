@@ -39,7 +39,6 @@ function deliveriesOn(client: () => FakeClient, generation: () => number = () =>
       current: () => client().producer,
       stopping: () => false,
       delivered: () => undefined,
-      awaiting: () => undefined,
       generation,
     },
     createLogger('silent'),

@@ -57,8 +57,6 @@ export interface DeliveryClient {
   stopping(): boolean;
   /** A record was confirmed: some broker is reachable. */
   delivered(): void;
-  /** The first record awaiting its delivery report since none was: poll soon. */
-  awaiting(): void;
   /** Changes whenever the client is replaced: a report from an earlier client is stale. */
   generation(): number;
 }
@@ -109,7 +107,6 @@ export class Deliveries {
       this.lastId = id;
       rec.generation = this.client.generation();
       this.pending.set(id, rec);
-      if (this.pending.size === 1) this.client.awaiting();
     } catch (err) {
       // Shutting down ("Producer not connected"): leave it unconfirmed, never acknowledged.
       if (this.client.stopping()) return;

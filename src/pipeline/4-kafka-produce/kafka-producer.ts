@@ -3,7 +3,7 @@ import type { LibrdKafkaError } from 'node-rdkafka';
 import { ERROR_CODES } from '../../errors';
 import type { Logger } from '../../observability/logger';
 import { RateLimitedLog } from '../../observability/logger';
-import { compactReportsConfig, onCompactReports } from '../../seams/rdkafka';
+import { deliveryReportsConfig, onCompactReports } from '../../seams/rdkafka';
 import { Deliveries } from './deliveries';
 import { errorCodeOf, isAuthenticationError, isTlsError, kafkaErrorName } from './kafka-errors';
 import type { BatchResult, WorkerInit } from './protocol';
@@ -17,11 +17,12 @@ const RECONNECT_BACKOFF_MS = 1_000;
 /** How often librdkafka's events are polled while connecting (see connectLoop). */
 const CONNECT_POLL_MS = 100;
 /**
- * How often a connected producer with nothing awaiting a delivery report is polled: only errors
- * and statistics can come then. Polled every millisecond, an idle producer cost 2 % of a core
- * (measured); while records await their reports it is polled every `pollIntervalMs`.
+ * How often a connected producer is polled. Its delivery reports, errors and statistics are
+ * served when librdkafka queues them (`dr_wakeup`, native/node-rdkafka's patch); this bounds how
+ * late they could come should a wakeup ever be missed, at four calls a second. The 1 ms poll it
+ * replaced delayed every report by up to a millisecond and cost 2 % of a core on its own.
  */
-const IDLE_POLL_MS = 250;
+const POLL_MS = 250;
 /**
  * After a successful flush every delivery report is queued in the binding, which hands them to
  * JS at the next event-loop turn: bounded in case a record was re-produced meanwhile.
@@ -67,8 +68,6 @@ export class KafkaProducerRunner {
   private wakeConnectLoop: (() => void) | undefined;
   private readonly deliveries: Deliveries;
   private pollTimer: NodeJS.Timeout | undefined;
-  /** performance.now() at which the pending poll fires. */
-  private pollAt = 0;
   /** Incremented for every client created; a client's events carry the value it was made with. */
   private generation = 0;
   /** Statistics in a row in which the current client knew no broker at all. */
@@ -92,7 +91,6 @@ export class KafkaProducerRunner {
           this.brokersUp = true;
           this.reportStatus();
         },
-        awaiting: () => this.pollIn(this.init.pollIntervalMs),
         generation: () => this.generation,
       },
       log,
@@ -123,8 +121,8 @@ export class KafkaProducerRunner {
         ...this.init.global,
         // One event per event-loop turn with every report's id and error code, instead of one
         // JS object per record (native/node-rdkafka's patch): 4.5-5 us of CPU per record were
-        // 1.2-1.4 (docs/BENCHMARKS.md).
-        ...compactReportsConfig(),
+        // 1.2-1.4 (docs/BENCHMARKS.md); served as soon as librdkafka queues them.
+        ...deliveryReportsConfig(),
         // librdkafka calls its log callback from its own threads, and the binding's handler
         // hands the line to a uv_async handle that connect() creates only after those threads
         // started: a "connection refused" logged in between crashed the process (SIGSEGV in
@@ -213,7 +211,7 @@ export class KafkaProducerRunner {
         this.connected = true;
         this.brokersUp = true;
         this.reportStatus();
-        this.pollIn(IDLE_POLL_MS);
+        this.startPolling();
         this.log.info({ attempt }, 'kafka producer connected');
         return;
       } catch (cause) {
@@ -295,7 +293,6 @@ export class KafkaProducerRunner {
     if (this.stopping || this.closing) return;
     this.log.info({ records: records.length }, 'kafka producer replaced; producing again');
     this.deliveries.produceAgain(records);
-    this.pollIn(this.init.pollIntervalMs);
   }
 
   /** Tells the owner whether this producer can deliver now (connected, a broker reachable). */
@@ -311,30 +308,19 @@ export class KafkaProducerRunner {
     this.onStatus(ready);
   }
 
-  /**
-   * Polls librdkafka (delivery reports, errors, statistics) within `ms`: at once-ish while
-   * records await their reports, rarely while idle. Never after disconnect() began.
-   */
-  private pollIn(ms: number): void {
-    if (this.closing) return;
-    const at = performance.now() + ms;
-    if (this.pollTimer !== undefined && this.pollAt <= at) return;
-    clearTimeout(this.pollTimer);
-    this.pollAt = at;
-    this.pollTimer = setTimeout(() => this.pollNow(), ms);
+  /** Polls librdkafka (delivery reports, errors, statistics) every POLL_MS until disconnect() began. */
+  private startPolling(): void {
+    if (this.pollTimer !== undefined || this.closing) return;
+    this.pollTimer = setInterval(() => {
+      if (this.closing) return;
+      try {
+        this.producer.poll();
+      } catch {
+        // "Producer not connected": the connection dropped; the connect loop is not involved.
+      }
+    }, POLL_MS);
     // As the binding's own poll interval: it must not keep a stopping process alive.
     this.pollTimer.unref();
-  }
-
-  private pollNow(): void {
-    this.pollTimer = undefined;
-    if (this.closing) return;
-    try {
-      this.producer.poll();
-    } catch {
-      // "Producer not connected": the connection dropped; the connect loop is not involved.
-    }
-    this.pollIn(this.deliveries.unconfirmed > 0 ? this.init.pollIntervalMs : IDLE_POLL_MS);
   }
 
   /** Produces every record of the batch; settles once each has a final outcome. */
@@ -395,7 +381,7 @@ export class KafkaProducerRunner {
     // (DESIGN.md, "Producer teardown"). So polling stops first (the `closing` flag ends the
     // poll timer too), and from here no native call is made until disconnect() called back.
     this.closing = true;
-    clearTimeout(this.pollTimer);
+    clearInterval(this.pollTimer);
     this.pollTimer = undefined;
     await new Promise<void>((resolve) => {
       try {

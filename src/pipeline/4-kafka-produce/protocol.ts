@@ -11,8 +11,6 @@ export interface WorkerInit {
   readonly topic: Record<string, string | number | boolean>;
   /** Bound on one connect attempt; a failed attempt is retried with backoff. */
   readonly connectTimeoutMs: number;
-  /** How often librdkafka's delivery-report queue is polled. */
-  readonly pollIntervalMs: number;
   readonly logLevel: string;
 }
 
