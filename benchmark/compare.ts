@@ -28,7 +28,7 @@ import {
   processesOption,
   protocolOf,
   publisherOption,
-  splitKeyValue,
+  kafkaConfigOption,
 } from './options';
 import { describeCappedBroker, describeProbe, formatCompare } from './report/compare-table';
 import { formatReport } from './report/format';
@@ -214,16 +214,6 @@ export function subjectConfig(
   };
 }
 
-/** `a=1,b=x` → { a: '1', b: 'x' }; a pair without `=` is a usage error. */
-export function keyValues(v: string): Record<string, string> {
-  return Object.fromEntries(
-    v
-      .split(',')
-      .filter((p) => p !== '')
-      .map(splitKeyValue),
-  );
-}
-
 /** A ProcSummary without its samples (they would only repeat the figure 30 times). */
 function omitSamples(p: ProcSummary): Omit<ProcSummary, 'samples'> {
   const out: Record<string, unknown> = { ...p };
@@ -294,11 +284,10 @@ export async function main(argv: readonly string[]): Promise<void> {
     .addOption(publisherOption())
     .addOption(processesOption("this forwarder's top-level `processes` (the reference ignores it)"))
     .addOption(processLayoutOption())
-    .option(
-      '--kafka-config <k=v,...>',
-      "librdkafka properties for this forwarder's kafka.config (the reference ignores the key)",
-      (v: string, acc: Record<string, string>) => ({ ...acc, ...keyValues(v) }),
-      {},
+    .addOption(
+      kafkaConfigOption(
+        "librdkafka properties for this forwarder's kafka.config (the reference ignores the key)",
+      ),
     )
     .option('--warmup <n>', 'uncounted messages through each subject first', int(0), 2000)
     .option('--no-ceilings', 'skip the MQTT-only ceiling of the capped cases')

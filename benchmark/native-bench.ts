@@ -14,7 +14,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { dispatchBench } from './ceilings/dispatch';
 import { kafkaCeiling } from './ceilings/kafka-ceiling';
 import { mqttCeiling, publisherCeiling } from './ceilings/mqtt-ceiling';
-import { hostPort, int, intList, protocolOf, publisherOption } from './options';
+import { hostPort, int, intList, kafkaConfigOption, protocolOf, publisherOption } from './options';
 import { clientName, fmtInt, fmtMs, formatReport } from './report/format';
 import { mqttCeilingPlotName } from './report/plot';
 import { SUBSCRIBER_CLIENTS } from './types';
@@ -186,6 +186,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('--kafka <host:port>', 'Kafka bootstrap broker', '127.0.0.1:9092')
     .option('--topic <name>', 'Kafka topic (created if missing)', 'mkf-kafka-ceiling')
     .option('--timeout <s>', 'bound per configuration', int(1), 300)
+    .addOption(kafkaConfigOption("librdkafka properties, as in the forwarder's kafka.config"))
     .option('--json', 'one JSON line on stdout', false)
     .action(
       async (o: {
@@ -198,6 +199,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         kafka: string;
         topic: string;
         timeout: number;
+        kafkaConfig: Record<string, string>;
         json: boolean;
       }) => {
         const { host, port } = hostPort(o.kafka, '--kafka');
@@ -217,6 +219,7 @@ export async function main(argv: readonly string[]): Promise<void> {
               batchSize: o.batchSize,
               batchesPerWorker: o.batchesPerWorker,
               timeoutMs: o.timeout * 1000,
+              kafkaConfig: o.kafkaConfig,
             }),
           );
         }

@@ -40,6 +40,16 @@ export function splitKeyValue(s: string): [string, string] {
   return [s.slice(0, i), s.slice(i + 1)];
 }
 
+/** `a=1,b=x` → { a: '1', b: 'x' }; a pair without `=` is a usage error. */
+export function keyValues(v: string): Record<string, string> {
+  return Object.fromEntries(
+    v
+      .split(',')
+      .filter((p) => p !== '')
+      .map(splitKeyValue),
+  );
+}
+
 export function protocolOf(v: string): ProtocolVersion {
   if (v === '5') return 5;
   if (v === '3.1.1' || v === '4') return 4;
@@ -77,4 +87,11 @@ export function processLayoutOption(): Option {
   )
     .choices(PROCESS_LAYOUTS)
     .default('split');
+}
+
+/** `--kafka-config k=v,...` (repeatable): librdkafka properties for kafka.config. */
+export function kafkaConfigOption(what: string): Option {
+  return new Option('--kafka-config <k=v,...>', what)
+    .argParser((v: string, acc: Record<string, string>) => ({ ...acc, ...keyValues(v) }))
+    .default({});
 }

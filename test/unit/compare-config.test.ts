@@ -1,7 +1,8 @@
 /** The config file bench:compare hands both subjects, and its --kafka-config parsing. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { keyValues, subjectConfig } from '../../benchmark/compare';
+import { subjectConfig } from '../../benchmark/compare';
+import { keyValues } from '../../benchmark/options';
 import { parseConfigText } from '../../src/config/load';
 
 describe('bench:compare config', () => {
