@@ -7,7 +7,7 @@
  * ends the whole process (SIGSEGV, SIGABRT: the exit status tells); a hang is a cycle that does
  * not end within --cycle-timeout: the summary counts it and the process then SIGKILLs itself,
  * since a thread under a pending native call cannot be ended safely. Needs a Kafka
- * (`--kafka`, default the test stack's 127.0.0.1:19092).
+ * (`--kafka`, default the test stack's, `KAFKA_PORT` honoured).
  *
  * The forwarder's own stop order never disconnects under unreported records (it flushes and
  * waits first, kafka-producer.ts); this is the harder case, so that the wakeup is safe whatever
@@ -16,7 +16,9 @@
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Command } from 'commander';
 import { Producer } from 'node-rdkafka';
+import { int } from '../benchmark/options';
 import { deliveryReportsConfig, onCompactReports } from '../src/seams/rdkafka';
+import { KAFKA_BROKERS, uniqueName } from '../test/helpers/env';
 
 interface ThreadJob {
   readonly kafka: string;
@@ -87,23 +89,17 @@ async function thread(job: ThreadJob): Promise<ThreadDone> {
 
 async function main(): Promise<void> {
   const o = new Command()
-    .option('--cycles <n>', 'cycles per thread', (v) => parseInt(v, 10), 500)
+    .option('--cycles <n>', 'cycles per thread', int(1), 500)
+    .option('--threads <n>', 'worker threads, one producer at a time each', int(1, 64), 2)
     .option(
-      '--threads <n>',
-      'worker threads, one producer at a time each',
-      (v) => parseInt(v, 10),
-      2,
+      '--kafka <host:port>',
+      'Kafka bootstrap server (default: the test stack)',
+      KAFKA_BROKERS,
     )
-    .option('--kafka <host:port>', 'Kafka bootstrap server', '127.0.0.1:19092')
-    .option(
-      '--cycle-timeout <ms>',
-      'a cycle longer than this is a hang',
-      (v) => parseInt(v, 10),
-      30_000,
-    )
+    .option('--cycle-timeout <ms>', 'a cycle longer than this is a hang', int(1), 30_000)
     .parse()
     .opts<{ cycles: number; threads: number; kafka: string; cycleTimeout: number }>();
-  const topic = `stress-binding-teardown-${Date.now()}`;
+  const topic = uniqueName('stress-binding-teardown');
   const started = Date.now();
   const results = await Promise.all(
     Array.from(
